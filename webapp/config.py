@@ -1,0 +1,92 @@
+"""Deployment settings, read from the environment once, in one place.
+
+Everything an operator may set is an environment variable named ``SPEECH_STUDIO_*`` (see the
+README's settings table). Nothing here is reachable from a request: local model paths are
+operator settings, never user input.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"SPEECH_STUDIO_{name}", default)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name, "1" if default else "0").strip().lower()
+    return raw in ("1", "true", "yes", "on")
+
+
+def _env_paths(name: str) -> tuple[Path, ...]:
+    raw = _env(name, "")
+    return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "speech-studio"
+
+
+def disable_telemetry() -> None:
+    """Stop the libraries we use from phoning home (NOTES.md: Gradio analytics, onnxruntime
+    telemetry, Hugging Face look-ups). Called before any of them is imported."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    data_dir: Path = field(default_factory=_default_data_dir)
+    # Offline by default: models not shipped by an installed package are never downloaded
+    # unless the operator sets SPEECH_STUDIO_OFFLINE=0.
+    offline: bool = True
+    cache_enabled: bool = True
+    cache_size_mb: int = 1024
+    max_text_chars: int = 20_000
+    # Gradio queue: how many synthesis / transcription jobs run at once (2 cores here).
+    concurrency: int = 2
+    default_engine: str = "piper"
+    default_voice: str = "en_US-joe-medium"
+    # Operator-provided local models: folders searched for Piper voices (*.onnx + .onnx.json)
+    # and Coqui checkpoints (a folder with model.pth + config.json per model).
+    piper_voice_dirs: tuple[Path, ...] = ()
+    coqui_model_dirs: tuple[Path, ...] = ()
+    # Engines to load at start-up (the rest load on first use).
+    preload: tuple[str, ...] = ("piper",)
+    # Largest cloning clip / audio upload accepted, in seconds.
+    max_clone_clip_s: float = 60.0
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "tts-cache"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            host=_env("HOST", cls.host),
+            port=int(_env("PORT", str(cls.port))),
+            data_dir=Path(_env("DATA_DIR", str(_default_data_dir()))).expanduser(),
+            offline=_env_bool("OFFLINE", True),
+            cache_enabled=_env_bool("CACHE", True),
+            cache_size_mb=int(_env("CACHE_SIZE_MB", str(cls.cache_size_mb))),
+            max_text_chars=int(_env("MAX_TEXT_CHARS", str(cls.max_text_chars))),
+            concurrency=int(_env("CONCURRENCY", str(cls.concurrency))),
+            default_engine=_env("DEFAULT_ENGINE", cls.default_engine),
+            default_voice=_env("DEFAULT_VOICE", cls.default_voice),
+            piper_voice_dirs=_env_paths("PIPER_VOICE_DIRS"),
+            coqui_model_dirs=_env_paths("COQUI_MODEL_DIRS"),
+            preload=tuple(p for p in _env("PRELOAD", "piper").split(",") if p.strip()),
+            max_clone_clip_s=float(_env("MAX_CLONE_CLIP_S", str(cls.max_clone_clip_s))),
+        )

@@ -1,0 +1,1 @@
+"""Text for speech: normalisation (numbers, units, formulas), lexicon, sentence splitting."""

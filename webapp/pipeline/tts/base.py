@@ -1,0 +1,69 @@
+"""The TTS engine contract: a narrow protocol, adapters behind it.
+
+An engine turns *one short piece of normalised text* (a sentence or clause; the synthesis
+service does the splitting, caching and pausing) into audio chunks. Engines are loaded once and
+shared between requests, so ``synthesize`` must be safe to call from several worker threads
+(take a lock inside if the backend is not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from webapp.pipeline.audio import Audio
+from webapp.pipeline.errors import InputError
+
+MIN_SPEED = 0.5
+MAX_SPEED = 2.0
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """What a voice declares. ``id`` is what users pick; it never names a file."""
+
+    id: str
+    engine: str
+    language: str = "en"
+    description: str = ""
+    sample_rate_hz: int | None = None
+    supports_cloning: bool = False
+    license: str = ""
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Per-call choices. ``reference`` is a cloning clip (XTTS) already decoded by the caller."""
+
+    voice: str
+    speed: float = 1.0
+    reference: Audio | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.speed, (int, float)) or not (MIN_SPEED <= float(self.speed) <= MAX_SPEED):
+            raise InputError(f"Speed must be between {MIN_SPEED} and {MAX_SPEED} (1.0 is normal); got {self.speed}.")
+
+
+@runtime_checkable
+class TTSEngine(Protocol):
+    name: str
+    """Engine id used in the UI, CLI and cache key: 'piper', 'coqui', 'espeak'."""
+
+    def voices(self) -> list[VoiceInfo]:
+        """Voices this engine can speak with right now (loaded or loadable here)."""
+        ...
+
+    def model_id(self, voice: str) -> str:
+        """A stable identifier of the weights behind ``voice`` (name + version or file hash),
+        part of the synthesis cache key so new weights never serve old audio."""
+        ...
+
+    def load(self, voice: str) -> None:
+        """Load and warm up ``voice`` (idempotent). Raises UnknownChoiceError or
+        ModelUnavailableError with a message that says how to get it."""
+        ...
+
+    def synthesize(self, text: str, options: SynthesisOptions) -> Iterator[Audio]:
+        """Yield audio for ``text`` as soon as each piece is ready (usually one per sentence)."""
+        ...
