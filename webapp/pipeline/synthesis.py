@@ -1,0 +1,382 @@
+"""The synthesis service: request -> validated units -> cached/streamed audio -> result.
+
+Stages (each replaceable on its own):
+1. validation and clean-up of the raw text (length limit, control characters, emoji, scripts);
+2. segmentation of the *written* text into paragraphs and sentences (subtitles show it);
+3. text preparation per sentence: lexicon, pause marks, normaliser (``webapp.pipeline.text``);
+4. inference per unit through the engine, with a per-unit cache in front of it;
+5. delivery: chunks are yielded as soon as they exist (``stream``); the whole request is
+   encoded once and cached too, so an identical request is one lookup (``run``).
+
+Never synthesise the same unit twice: cache keys cover everything that changes the audio, and
+a per-key lock makes concurrent identical requests wait for the first instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import soundfile as sf
+
+from webapp.config import Settings
+from webapp.pipeline.audio import FORMATS, Audio, encode, load
+from webapp.pipeline.cache import SynthesisCache, cache_key
+from webapp.pipeline.errors import InputError
+from webapp.pipeline.subtitles import Cue
+from webapp.pipeline.text import segment
+from webapp.pipeline.text.prepare import prepare, text_version
+from webapp.pipeline.tts.base import SynthesisOptions
+from webapp.pipeline.tts.registry import TTSRegistry
+
+logger = logging.getLogger(__name__)
+
+SENTENCE_GAP_S = 0.20
+PARAGRAPH_GAP_S = 0.75
+_PAUSE_MARK = re.compile(r"\[\s*pause[^\]]*\]", re.IGNORECASE)
+# Emoji and pictographs: removed (engines read them as nothing, or as their long names).
+_EMOJI = re.compile(
+    "[\U0001F000-\U0001FAFF\U00002600-\U000027BF\U0001F1E6-\U0001F1FF\uFE0E\uFE0F\u200D\u20E3]"
+)
+_SCRIPTS_OK = ("LATIN", "GREEK", "DIGIT", "SPACE")
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    text: str
+    engine: str | None = None
+    voice: str | None = None
+    speed: float = 1.0
+    fmt: str = "wav"
+    reference: Audio | None = None
+
+
+@dataclass(frozen=True)
+class SynthesisChunk:
+    """A piece of the output timeline, yielded as soon as it exists."""
+
+    audio: Audio
+    start_s: float
+    index: int  # unit number (0-based); pauses carry the index of the unit they precede
+    total: int  # number of spoken units in the request
+    cached: bool
+    cue: Cue | None = None
+
+
+@dataclass(frozen=True)
+class SynthesisResult:
+    audio: Audio
+    data: bytes
+    fmt: str
+    cues: list[Cue]
+    engine: str
+    voice: str
+    model_id: str
+    cache_hit: bool  # the whole request came from the cache
+    units_total: int
+    units_cached: int
+    ttfa_ms: float  # request start -> first audio ready (server side)
+    compute_s: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def audio_s(self) -> float:
+        return self.audio.duration_s
+
+    @property
+    def rtf(self) -> float:
+        return self.compute_s / self.audio_s if self.audio_s else 0.0
+
+    def metrics(self) -> dict:
+        return {
+            "engine": self.engine, "voice": self.voice, "model": self.model_id,
+            "cache_hit": self.cache_hit, "units": self.units_total,
+            "units_cached": self.units_cached, "ttfa_ms": round(self.ttfa_ms, 1),
+            "rtf": round(self.rtf, 4), "audio_s": round(self.audio_s, 3),
+            "compute_s": round(self.compute_s, 4), "format": self.fmt,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass(frozen=True)
+class _Unit:
+    written: str  # what the teacher wrote (subtitles)
+    pieces: tuple[str | float, ...]  # speakable text and pause seconds
+    gap_after_s: float
+
+
+def clean_text(text: str, max_chars: int) -> tuple[str, list[str]]:
+    """Validate and clean raw input; returns (text, warnings) or raises InputError."""
+    if not isinstance(text, str):
+        raise InputError("Text must be a string.")
+    if len(text) > max_chars:
+        raise InputError(
+            f"The text is {len(text):,} characters long; the limit is {max_chars:,}. "
+            "Split the lesson into parts and synthesise them one by one."
+        )
+    warnings: list[str] = []
+    text = unicodedata.normalize("NFC", text)
+    emoji = len(_EMOJI.findall(text))
+    text = _EMOJI.sub(" ", text)
+    if emoji:
+        warnings.append(f"Removed {emoji} emoji or pictograph character(s) that cannot be spoken.")
+    kept = []
+    dropped = 0
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch in "\n\t":
+            kept.append(ch)
+        elif cat in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            dropped += 1
+            kept.append(" ")
+        else:
+            kept.append(ch)
+    text = "".join(kept)
+    if dropped:
+        warnings.append(f"Removed {dropped} invisible or control character(s).")
+    scripts = sorted({
+        unicodedata.name(ch, "UNKNOWN").split()[0]
+        for ch in text if ch.isalpha() and not unicodedata.name(ch, "").startswith(_SCRIPTS_OK)
+    })
+    if scripts:
+        warnings.append(
+            "The text contains " + ", ".join(s.title() for s in scripts) + " letters: an English "
+            "voice may spell them out or skip them. Pick a voice for that language if you have one."
+        )
+    if not text.strip():
+        raise InputError("There is no text to synthesise: type or paste a sentence first.")
+    return text, warnings
+
+
+class _KeyedLocks:
+    """One lock per cache key, created on demand and dropped when nobody holds it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextmanager
+    def hold(self, key: str):
+        with self._guard:
+            lock, users = self._locks.get(key, (threading.Lock(), 0))
+            self._locks[key] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[key]
+                if users <= 1:
+                    del self._locks[key]
+                else:
+                    self._locks[key] = (lock, users - 1)
+
+
+def _wav_bytes(audio: Audio) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, audio.samples, audio.sample_rate, format="WAV", subtype="FLOAT")
+    return buf.getvalue()
+
+
+def _from_wav_bytes(data: bytes) -> Audio:
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32")
+    return Audio(np.asarray(samples, dtype=np.float32).reshape(-1), int(rate))
+
+
+class Synthesizer:
+    def __init__(self, settings: Settings, registry: TTSRegistry, cache: SynthesisCache,
+                 lexicon=None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.cache = cache
+        self.lexicon = lexicon
+        self._locks = _KeyedLocks()
+
+    # -- planning ------------------------------------------------------------------------
+    def plan(self, text: str) -> list[_Unit]:
+        """Split written text into spoken units (sentences; the first one's first clause on its
+        own so the first audio is ready sooner)."""
+        units: list[_Unit] = []
+        paragraphs = segment.split_paragraphs(text)
+        for p_index, paragraph in enumerate(paragraphs):
+            sentences = segment.split_sentences(paragraph)
+            if not units and sentences:
+                sentences = segment.split_first_clause(sentences[0]) + sentences[1:]
+            for s_index, sentence in enumerate(sentences):
+                pieces = tuple(prepare(sentence, self.lexicon))
+                if not pieces:
+                    continue
+                last_in_paragraph = s_index == len(sentences) - 1
+                gap = 0.0
+                if last_in_paragraph and p_index < len(paragraphs) - 1:
+                    gap = PARAGRAPH_GAP_S
+                elif not last_in_paragraph:
+                    gap = SENTENCE_GAP_S
+                units.append(_Unit(_PAUSE_MARK.sub(" ", sentence).strip(), pieces, gap))
+        return units
+
+    def preview(self, text: str) -> str:
+        """The text the engine will speak, pauses shown as [pause Ns] (UI preview)."""
+        text, _ = clean_text(text, self.settings.max_text_chars)
+        lines = []
+        for unit in self.plan(text):
+            lines.append(" ".join(p if isinstance(p, str) else f"[pause {p:g}s]" for p in unit.pieces))
+        return "\n".join(lines)
+
+    # -- keys ----------------------------------------------------------------------------
+    def _common_key_parts(self, request: SynthesisRequest, engine_name: str, voice: str) -> dict:
+        engine = self.registry.get(engine_name)
+        ref = None
+        if request.reference is not None:
+            ref = hashlib.sha256(request.reference.samples.tobytes()).hexdigest()[:16]
+        return {
+            "engine": engine_name, "model": engine.model_id(voice), "voice": voice,
+            "speed": round(float(request.speed), 3), "text_version": text_version(self.lexicon),
+            "reference": ref,
+        }
+
+    # -- synthesis -----------------------------------------------------------------------
+    def stream(self, request: SynthesisRequest) -> Iterator[SynthesisChunk | SynthesisResult]:
+        """Yield ``SynthesisChunk``s as audio becomes ready, then one ``SynthesisResult``."""
+        t0 = time.perf_counter()
+        busy_s = 0.0  # time spent here, not in the consumer
+        resume = t0
+        fmt = (request.fmt or "wav").lower()
+        if fmt not in FORMATS:
+            raise InputError(f"Unknown output format '{request.fmt}'. Choose one of: {', '.join(FORMATS)}.")
+        engine_name = request.engine or self.settings.default_engine
+        engine = self.registry.get(engine_name)
+        voice = request.voice or self.registry.default_voice(engine_name)
+        options = SynthesisOptions(voice=voice, speed=float(request.speed), reference=request.reference)
+        text, warnings = clean_text(request.text, self.settings.max_text_chars)
+        engine.load(voice)  # unknown voice / unavailable model: fail before any work
+        common = self._common_key_parts(request, engine_name, voice)
+
+        request_key = cache_key(kind="request", text=text, fmt=fmt, **common)
+        hit = self.cache.get(request_key)
+        if hit is not None:
+            try:
+                # WAV entries hold float WAV (lossless); others hold the encoded file as served.
+                audio = _from_wav_bytes(hit.payload) if fmt == "wav" else load(hit.payload)
+                cues = [Cue(float(a), float(b), str(c)) for a, b, c in hit.meta["cues"]]
+                units_total = int(hit.meta["units"])
+            except (KeyError, TypeError, ValueError, RuntimeError, InputError) as exc:
+                logger.warning("request cache entry unusable (%s); synthesising again", exc)
+            else:
+                ttfa = (time.perf_counter() - t0) * 1000
+                yield SynthesisChunk(audio, 0.0, 0, units_total, True, None)
+                yield SynthesisResult(
+                    audio=audio, data=encode(audio, "wav") if fmt == "wav" else hit.payload,
+                    fmt=fmt, cues=cues, engine=engine_name, voice=voice,
+                    model_id=common["model"], cache_hit=True, units_total=units_total,
+                    units_cached=units_total, ttfa_ms=ttfa,
+                    compute_s=time.perf_counter() - t0, warnings=warnings,
+                )
+                return
+
+        units = self.plan(text)
+        if not units:
+            raise InputError("Nothing speakable is left after removing symbols: type some words.")
+        pieces_total = len(units)
+        timeline: list[Audio] = []
+        cues: list[Cue] = []
+        position_s = 0.0
+        rate: int | None = None
+        pending_pause_s = 0.0
+        ttfa_ms: float | None = None
+        cached_units = 0
+
+        for index, unit in enumerate(units):
+            unit_start_s: float | None = None
+            for piece in unit.pieces:
+                if isinstance(piece, float):
+                    pending_pause_s += piece
+                    continue
+                for audio, cached in self._speak(piece, engine, options, common):
+                    rate = rate or audio.sample_rate
+                    chunks = []
+                    if pending_pause_s > 0:
+                        chunks.append(Audio.silence(pending_pause_s, rate))
+                        pending_pause_s = 0.0
+                    chunks.append(audio.resample(rate))
+                    for chunk in chunks:
+                        if chunk is chunks[-1] and unit_start_s is None:
+                            unit_start_s = position_s
+                        timeline.append(chunk)
+                        start = position_s
+                        position_s += chunk.duration_s
+                        if ttfa_ms is None:
+                            ttfa_ms = (time.perf_counter() - t0) * 1000
+                        busy_s += time.perf_counter() - resume
+                        yield SynthesisChunk(chunk, start, index, pieces_total, cached)
+                        resume = time.perf_counter()
+                    if cached:
+                        cached_units += 1
+            if unit_start_s is not None:
+                cues.append(Cue(unit_start_s, position_s, unit.written))
+            pending_pause_s += unit.gap_after_s
+
+        if rate is None:
+            raise InputError("Nothing speakable is left after removing symbols: type some words.")
+        if pending_pause_s > 0:
+            tail = Audio.silence(min(pending_pause_s, 10.0), rate)
+            timeline.append(tail)
+            busy_s += time.perf_counter() - resume
+            yield SynthesisChunk(tail, position_s, len(units) - 1, pieces_total, True)
+            resume = time.perf_counter()
+
+        audio = Audio.concat(timeline)
+        data = encode(audio, fmt)
+        busy_s += time.perf_counter() - resume
+        meta = {"cues": [[c.start_s, c.end_s, c.text] for c in cues], "units": pieces_total,
+                "samples": len(audio.samples), "rate": audio.sample_rate}
+        self.cache.put(request_key, data if fmt != "wav" else _wav_bytes(audio), meta)
+        yield SynthesisResult(
+            audio=audio, data=data, fmt=fmt, cues=cues, engine=engine_name, voice=voice,
+            model_id=common["model"], cache_hit=False, units_total=pieces_total,
+            units_cached=min(cached_units, pieces_total), ttfa_ms=ttfa_ms or 0.0,
+            compute_s=busy_s, warnings=warnings,
+        )
+
+    def _speak(self, text: str, engine, options: SynthesisOptions, common: dict) -> Iterator[tuple[Audio, bool]]:
+        """Audio for one piece of normalised text: from the cache, or from the engine (yielding
+        each engine chunk at once) and then cached."""
+        key = cache_key(kind="unit", text=text, **common)
+        hit = self.cache.get(key)
+        if hit is not None:
+            try:
+                yield _from_wav_bytes(hit.payload), True
+                return
+            except (RuntimeError, ValueError) as exc:
+                logger.warning("unit cache entry unusable (%s); synthesising again", exc)
+        with self._locks.hold(key):
+            hit = self.cache.get(key)  # another request may have made it while we waited
+            if hit is not None:
+                try:
+                    yield _from_wav_bytes(hit.payload), True
+                    return
+                except (RuntimeError, ValueError):
+                    pass
+            parts: list[Audio] = []
+            for audio in engine.synthesize(text, options):
+                if len(audio.samples):
+                    parts.append(audio)
+                    yield audio, False
+            if parts:
+                self.cache.put(key, _wav_bytes(Audio.concat(parts)), {"text": text[:200]})
+
+    def run(self, request: SynthesisRequest) -> SynthesisResult:
+        for item in self.stream(request):
+            if isinstance(item, SynthesisResult):
+                return item
+        raise RuntimeError("synthesis ended without a result")  # pragma: no cover
+

@@ -1,0 +1,71 @@
+"""The composition root's product: every long-lived object, built once at start-up.
+
+Tabs, the CLI and the HTTP routes receive a ``Services`` and never build models themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from webapp.config import Settings
+from webapp.pipeline.cache import DiskSynthesisCache, NullCache, SynthesisCache
+from webapp.pipeline.delivery import LiveHub
+from webapp.pipeline.synthesis import Synthesizer
+from webapp.pipeline.tts.registry import TTSRegistry
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    cache: SynthesisCache
+    tts: TTSRegistry
+    synthesizer: Synthesizer
+    stt: object | None = None
+    lexicon: object | None = None
+    live: LiveHub = field(default_factory=LiveHub)
+
+
+def _load_lexicon(settings: Settings):
+    try:
+        from webapp.pipeline.text.lexicon import Lexicon
+    except ImportError:
+        return None
+    path = settings.data_dir / "lexicon.csv"
+    try:
+        return Lexicon.load(path)
+    except Exception as exc:  # noqa: BLE001 - a broken lexicon file must not stop the app
+        logger.warning("could not read the lexicon at %s (%s); starting with an empty one", path, exc)
+        return Lexicon(path=path) if "path" in Lexicon.__init__.__code__.co_varnames else None
+
+
+def build_services(settings: Settings, *, preload: bool = True, with_stt: bool = True) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    cache: SynthesisCache
+    if settings.cache_enabled:
+        cache = DiskSynthesisCache(settings.cache_dir, settings.cache_size_mb)
+    else:
+        cache = NullCache()
+    tts = TTSRegistry(settings)
+    lexicon = _load_lexicon(settings)
+    synthesizer = Synthesizer(settings, tts, cache, lexicon=lexicon)
+    stt = None
+    if with_stt:
+        try:
+            from webapp.pipeline.stt.registry import STTRegistry
+        except ImportError:
+            logger.warning("speech recognition is not available in this build")
+        else:
+            stt = STTRegistry(settings)
+    services = Services(settings=settings, cache=cache, tts=tts, synthesizer=synthesizer,
+                        stt=stt, lexicon=lexicon)
+    if preload:
+        t0 = time.perf_counter()
+        tts.preload()
+        if stt is not None and hasattr(stt, "preload"):
+            stt.preload()
+        logger.info("models loaded and warmed up in %.1f s", time.perf_counter() - t0)
+    return services
