@@ -124,6 +124,8 @@ def clean_text(text: str, max_chars: int) -> tuple[str, list[str]]:
             "Split the lesson into parts and synthesise them one by one."
         )
     warnings: list[str] = []
+    if not text.strip():
+        raise InputError("There is no text to synthesise: type or paste a sentence first.")
     text = unicodedata.normalize("NFC", text)
     emoji = len(_EMOJI.findall(text))
     text = _EMOJI.sub(" ", text)
@@ -153,6 +155,9 @@ def clean_text(text: str, max_chars: int) -> tuple[str, list[str]]:
             "voice may spell them out or skip them. Pick a voice for that language if you have one."
         )
     if not text.strip():
+        if emoji or dropped:
+            raise InputError("Nothing speakable is left after removing emoji and invisible "
+                             "characters: type some words.")
         raise InputError("There is no text to synthesise: type or paste a sentence first.")
     return text, warnings
 
