@@ -1,0 +1,264 @@
+"""The Coqui engine on tiny, randomly initialised VITS checkpoints built from Coqui's real config
+classes (tests/coqui_tiny.py) and loaded through the engine's real operator path
+(``SPEECH_STUDIO_COQUI_MODEL_DIRS``). Random weights make noise, so the tests assert rates,
+types and lengths. The tiny models predict a constant duration per token, so lengths are
+deterministic and speed changes show exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from coqui_tiny import TINY_SAMPLE_RATE_HZ, build_tiny_vits  # noqa: E402
+
+from webapp.config import Settings  # noqa: E402
+from webapp.pipeline.audio import Audio  # noqa: E402
+from webapp.pipeline.errors import (  # noqa: E402
+    AudioError,
+    InputError,
+    ModelUnavailableError,
+    UnknownChoiceError,
+)
+from webapp.pipeline.tts.base import SynthesisOptions, TTSEngine  # noqa: E402
+from webapp.pipeline.tts.coqui import XTTS_V2, CoquiEngine, split_voice, validate_reference  # noqa: E402
+
+SHORT = "Hello."
+LONG = "Hello there, this sentence has quite a few more words in it."
+
+
+@pytest.fixture(scope="module")
+def model_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("coqui-models")
+    build_tiny_vits(root / "tiny", use_phonemes=True)  # espeak-ng phonemes, like Coqui's VITS
+    build_tiny_vits(root / "duo", use_phonemes=False, speakers=["alice", "bob"])  # characters
+    (root / "broken").mkdir()
+    (root / "broken" / "model.pth").write_bytes(b"not a checkpoint")
+    (root / "broken" / "config.json").write_text('{"model": "vits"}')
+    (root / "incomplete").mkdir()  # no config.json: not offered
+    (root / "incomplete" / "model.pth").write_bytes(b"")
+    return root
+
+
+@pytest.fixture(scope="module")
+def engine(model_root, tmp_path_factory) -> CoquiEngine:
+    settings = Settings(coqui_model_dirs=(model_root,), data_dir=tmp_path_factory.mktemp("data"))
+    eng = CoquiEngine(settings)
+    eng.load("local/tiny")
+    return eng
+
+
+@pytest.fixture(autouse=True)
+def _private_coqui_home(tmp_path, monkeypatch):
+    # Coqui's own model folder (~/.local/share/tts) must not leak into the tests.
+    monkeypatch.setenv("TTS_HOME", str(tmp_path / "tts-home"))
+
+
+def speak(engine: CoquiEngine, text: str, voice: str = "local/tiny", speed: float = 1.0,
+          reference: Audio | None = None) -> Audio:
+    chunks = list(engine.synthesize(text, SynthesisOptions(voice=voice, speed=speed, reference=reference)))
+    assert len(chunks) == 1
+    return chunks[0]
+
+
+def test_implements_the_engine_protocol(engine):
+    assert isinstance(engine, TTSEngine)
+    assert engine.name == "coqui"
+
+
+def test_voices_are_local_folders_and_offline_hides_the_catalogue(engine):
+    ids = [v.id for v in engine.voices()]
+    assert "local/tiny" in ids and "local/duo" in ids
+    assert "local/incomplete" not in ids
+    assert not [i for i in ids if i.startswith("tts_models/")]  # offline, nothing downloaded
+    tiny = next(v for v in engine.voices() if v.id == "local/tiny")
+    assert tiny.sample_rate_hz == TINY_SAMPLE_RATE_HZ and not tiny.supports_cloning
+    assert all("/" not in v.id.removeprefix("local/").split("|")[0] for v in engine.voices())
+
+
+def test_online_voice_list_offers_curated_models(model_root, tmp_path):
+    online = CoquiEngine(Settings(coqui_model_dirs=(model_root,), data_dir=tmp_path, offline=False))
+    voices = {v.id: v for v in online.voices()}
+    assert "tts_models/en/ljspeech/vits" in voices
+    assert voices[XTTS_V2].supports_cloning
+    assert "downloads on first use" in voices["tts_models/en/ljspeech/vits"].description
+
+
+def test_synthesizes_float32_audio_at_the_model_rate(engine):
+    audio = speak(engine, SHORT)
+    assert audio.sample_rate == TINY_SAMPLE_RATE_HZ
+    assert audio.samples.dtype == np.float32 and audio.samples.ndim == 1
+    assert len(audio.samples) > 0 and np.all(np.isfinite(audio.samples))
+    assert audio.peak <= 1.0
+
+
+def test_length_grows_with_text(engine):
+    short, long = speak(engine, SHORT), speak(engine, LONG)
+    assert len(long.samples) > 3 * len(short.samples)
+
+
+def test_coqui_sentence_padding_is_removed(engine):
+    # Coqui appends 10,000 zero samples per sentence; the synthesis service adds its own pauses.
+    audio = speak(engine, SHORT)
+    assert audio.duration_s < 0.5
+    assert np.any(audio.samples[-200:] != 0)
+
+
+@pytest.mark.parametrize("speed, ratio", [(0.5, 2.0), (2.0, 0.6)])
+def test_speed_changes_duration_natively(engine, speed, ratio):
+    # 5 frames per token: x0.5 speed -> 10 frames, x2 -> ceil(2.5) = 3 frames.
+    normal = speak(engine, LONG)
+    changed = speak(engine, LONG, speed=speed)
+    assert len(changed.samples) / len(normal.samples) == pytest.approx(ratio, rel=0.03)
+    # The model's own setting is restored afterwards.
+    assert len(speak(engine, LONG).samples) == len(normal.samples)
+
+
+def test_two_threads_at_once_keep_their_own_speed(engine):
+    # Speed is a model attribute in VITS: without the engine's lock one request's speed leaks
+    # into the other's audio.
+    expected = {speed: len(speak(engine, LONG, speed=speed).samples) for speed in (0.5, 1.0, 2.0)}
+    barrier = threading.Barrier(2)
+
+    def job(speed: float, together: bool) -> tuple[float, int]:
+        if together:
+            barrier.wait(timeout=10)  # the first two jobs start at the same moment
+        return speed, len(speak(engine, LONG, speed=speed).samples)
+
+    jobs = [(0.5, True), (2.0, True), (1.0, False), (2.0, False), (0.5, False), (1.0, False)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(lambda j: job(*j), jobs))
+    assert [n for _, n in results] == [expected[s] for s, _ in results]
+
+
+def test_character_input_multi_speaker_model(engine):
+    engine.load("local/duo|bob")
+    ids = {v.id for v in engine.voices()}
+    assert {"local/duo|alice", "local/duo|bob"} <= ids
+    audio = speak(engine, LONG, voice="local/duo|bob")
+    assert audio.sample_rate == TINY_SAMPLE_RATE_HZ and len(audio.samples) > 0
+    assert len(speak(engine, LONG, voice="local/duo").samples) > 0  # first speaker by default
+    with pytest.raises(UnknownChoiceError, match="alice, bob"):
+        engine.load("local/duo|carol")
+    with pytest.raises(UnknownChoiceError, match="single voice"):
+        engine.load("local/tiny|bob")
+
+
+def test_model_id_follows_the_checkpoint_file(model_root, tmp_path):
+    build_tiny_vits(tmp_path / "models" / "v", use_phonemes=False)
+    eng = CoquiEngine(Settings(coqui_model_dirs=(tmp_path / "models",), data_dir=tmp_path))
+    first = eng.model_id("local/v")
+    assert first.startswith("coqui/local/v@") and first == eng.model_id("local/v|x")
+    checkpoint = tmp_path / "models" / "v" / "model.pth"
+    stat = checkpoint.stat()
+    os.utime(checkpoint, (stat.st_atime, stat.st_mtime + 60))  # new weights copied in
+    assert eng.model_id("local/v") != first
+
+
+def test_unknown_catalogue_model_offline_is_a_clear_error(engine):
+    with pytest.raises(ModelUnavailableError) as err:
+        engine.load("tts_models/en/ljspeech/vits")
+    message = str(err.value)
+    assert "tts_models/en/ljspeech/vits" in message and "offline" in message
+    assert "SPEECH_STUDIO_COQUI_MODEL_DIRS" in message and "SPEECH_STUDIO_OFFLINE=0" in message
+    with pytest.raises(ModelUnavailableError):
+        engine.model_id("tts_models/en/ljspeech/vits")
+
+
+def test_downloaded_catalogue_model_is_found_offline(model_root, tmp_path, monkeypatch):
+    # A model fetched earlier by Coqui itself (its folder layout) is used without the network.
+    home = tmp_path / "coqui-home"
+    monkeypatch.setenv("TTS_HOME", str(home))
+    build_tiny_vits(home / "tts" / "tts_models--en--ljspeech--vits", use_phonemes=False)
+    eng = CoquiEngine(Settings(data_dir=tmp_path / "data"))
+    assert "tts_models/en/ljspeech/vits" in [v.id for v in eng.voices()]
+    audio = speak(eng, SHORT, voice="tts_models/en/ljspeech/vits")
+    assert audio.sample_rate == TINY_SAMPLE_RATE_HZ and len(audio.samples) > 0
+    assert eng.model_id("tts_models/en/ljspeech/vits").startswith("coqui/tts_models/en/ljspeech/vits@")
+
+
+@pytest.mark.parametrize("voice", ["local/nope", "tts_models/en/nowhere/vits", "../../etc/passwd",
+                                   "/root/model.pth", "vocoder_models/en/ljspeech/hifigan_v2", ""])
+def test_unknown_or_path_like_voices_are_refused(engine, voice):
+    with pytest.raises(UnknownChoiceError):
+        engine.load(voice)
+
+
+def test_xtts_online_without_licence_acceptance_refuses_instead_of_prompting(tmp_path, monkeypatch):
+    monkeypatch.delenv("COQUI_TOS_AGREED", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    eng = CoquiEngine(Settings(data_dir=tmp_path, offline=False))
+    with pytest.raises(ModelUnavailableError, match="COQUI_TOS_AGREED=1"):
+        eng.load(XTTS_V2)
+
+
+def test_broken_checkpoint_is_a_clear_error(engine):
+    with pytest.raises(ModelUnavailableError, match="local/broken"):
+        engine.load("local/broken")
+
+
+def test_unpronounceable_text_is_an_input_error(engine):
+    with pytest.raises(InputError, match="cannot pronounce"):
+        speak(engine, "漢字 ☃", voice="local/duo")
+    with pytest.raises(InputError, match="cannot pronounce"):
+        speak(engine, "\U0001f600 \U0001f600", voice="local/duo")
+    assert list(engine.synthesize("   ", SynthesisOptions(voice="local/tiny"))) == []
+
+
+def _speech_like(seconds: float, rate: int = 16_000) -> Audio:
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)  # syllable-rate amplitude modulation
+    return Audio((0.3 * envelope * np.sin(2 * np.pi * 180 * t)).astype(np.float32), rate)
+
+
+def test_reference_clip_is_validated(engine):
+    with pytest.raises(AudioError, match="silent"):
+        speak(engine, SHORT, reference=Audio.silence(5.0, 16_000))
+    with pytest.raises(AudioError, match="at least 3 s"):
+        speak(engine, SHORT, reference=_speech_like(1.0))
+    padded = Audio(np.concatenate([np.zeros(16_000 * 4, np.float32), _speech_like(1.0).samples,
+                                   np.zeros(16_000 * 4, np.float32)]), 16_000)
+    with pytest.raises(AudioError, match="only 1"):
+        speak(engine, SHORT, reference=padded)  # 9 s long, 1 s of sound
+    with pytest.raises(AudioError, match="limit"):
+        validate_reference(_speech_like(5.0), max_s=4.0)
+    ok = validate_reference(_speech_like(5.0), max_s=60.0)
+    assert 4.5 < ok.duration_s <= 5.0
+
+
+def test_reference_on_a_model_that_cannot_clone_says_so(engine):
+    with pytest.raises(InputError, match="cannot clone") as err:
+        speak(engine, SHORT, reference=_speech_like(5.0))
+    assert not isinstance(err.value, AudioError)
+    assert XTTS_V2 in str(err.value)
+
+
+def test_split_voice():
+    assert split_voice("tts_models/en/vctk/vits|p225") == ("tts_models/en/vctk/vits", "p225")
+    assert split_voice("local/x") == ("local/x", None)
+    assert split_voice(f"{XTTS_V2}|Ana Florence") == (XTTS_V2, "Ana Florence")
+
+
+def test_through_the_synthesis_service_with_cache(model_root, tmp_path):
+    """The engine behind the real service: registry, per-sentence streaming, cache hit."""
+    from webapp.pipeline.cache import DiskSynthesisCache
+    from webapp.pipeline.synthesis import SynthesisRequest, Synthesizer
+    from webapp.pipeline.tts.registry import TTSRegistry
+
+    settings = Settings(coqui_model_dirs=(model_root,), data_dir=tmp_path, preload=())
+    service = Synthesizer(settings, TTSRegistry(settings), DiskSynthesisCache(tmp_path / "cache", 64))
+    request = SynthesisRequest(text="Plants store energy. They use light.", engine="coqui",
+                               voice="local/tiny", speed=1.5)
+    first = service.run(request)
+    assert not first.cache_hit and first.audio.sample_rate == TINY_SAMPLE_RATE_HZ
+    assert len(first.cues) == 2 and first.model_id.startswith("coqui/local/tiny@")
+    second = service.run(request)
+    assert second.cache_hit and len(second.audio.samples) == len(first.audio.samples)
