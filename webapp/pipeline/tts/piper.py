@@ -58,6 +58,7 @@ class PiperEngine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._voices: dict[str, object] = {}
+        self._model_ids: dict[str, str] = {}
         self._load_lock = threading.Lock()
 
     # -- catalogue -----------------------------------------------------------------------
@@ -87,6 +88,12 @@ class PiperEngine:
         return out
 
     def model_id(self, voice: str) -> str:
+        # Computed once per voice (on the hot path of every request); new weights need a restart.
+        if voice not in self._model_ids:
+            self._model_ids[voice] = self._compute_model_id(voice)
+        return self._model_ids[voice]
+
+    def _compute_model_id(self, voice: str) -> str:
         files = self._resolve(voice)
         stat = files.model.stat()
         digest = hashlib.sha256(f"{files.model.name}:{stat.st_size}:{int(stat.st_mtime)}".encode()).hexdigest()
