@@ -25,8 +25,13 @@ def test_hit_miss_and_stats(tmp_path):
     entry = cache.get("k")
     assert entry.payload == b"payload" and entry.meta == {"a": 1}
     stats = cache.stats()
-    assert stats.entries == 1 and stats.hits == 1 and stats.misses == 1
-    assert stats.hit_rate == 0.5
+    assert stats.entries == 1 and stats.lookups_hit == 1 and stats.lookups_missed == 1
+    cache.record_request(True)
+    cache.record_request(False)
+    cache.record_request(False)
+    stats = cache.stats()
+    assert stats.entries == 1 and (stats.hits, stats.misses) == (1, 2)
+    assert abs(stats.hit_rate - 1 / 3) < 1e-9
     cache.clear()
     assert cache.get("k") is None and cache.stats().entries == 0
 

@@ -81,9 +81,9 @@ def _metrics_markdown(result: SynthesisResult) -> str:
 
 def _cache_markdown(services: Services) -> str:
     s = services.cache.stats()
-    return (f"**{s.entries}** entries · **{s.size_bytes / 1e6:.1f} MB** of "
-            f"{s.limit_bytes / 1e6:.0f} MB · hit rate **{s.hit_rate:.0%}** "
-            f"({s.hits} hits, {s.misses} misses)")
+    return (f"**{s.entries}** stored clips (sentences and whole requests) · "
+            f"**{s.size_bytes / 1e6:.1f} MB** of {s.limit_bytes / 1e6:.0f} MB · requests served "
+            f"from the cache: **{s.hit_rate:.0%}** ({s.hits} of {s.hits + s.misses})")
 
 
 def _voice_choices(services: Services, engine: str) -> tuple[list[tuple[str, str]], str | None]:

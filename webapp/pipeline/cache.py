@@ -44,8 +44,10 @@ class CacheStats:
     entries: int
     size_bytes: int
     limit_bytes: int
-    hits: int
-    misses: int
+    hits: int  # requests answered whole from the cache
+    misses: int  # requests that needed synthesis (possibly reusing cached sentences)
+    lookups_hit: int = 0  # every lookup, sentences included
+    lookups_missed: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -56,6 +58,7 @@ class CacheStats:
 class SynthesisCache(Protocol):
     def get(self, key: str) -> CacheEntry | None: ...
     def put(self, key: str, payload: bytes, meta: dict[str, Any] | None = None) -> None: ...
+    def record_request(self, hit: bool) -> None: ...
     def stats(self) -> CacheStats: ...
     def clear(self) -> None: ...
 
@@ -121,14 +124,37 @@ class DiskSynthesisCache:
         except Exception:  # noqa: BLE001
             pass
 
+    # Request counters live in diskcache's own settings table (shared by processes, atomic
+    # increments), not among the entries, so they are never evicted or counted as audio.
+    _COUNTERS = ("request_hits", "request_misses")
+
+    def record_request(self, hit: bool) -> None:
+        name = "request_hits" if hit else "request_misses"
+        try:
+            with self._cache.transact():
+                value = self._cache.get(f"__stat__{name}", default=0, read=False)
+                self._cache.set(f"__stat__{name}", int(value) + 1, tag="stat")
+        except Exception as exc:  # noqa: BLE001 - statistics are best effort
+            logger.debug("could not record cache statistics: %s", exc)
+
+    def _counter(self, name: str) -> int:
+        try:
+            value = self._cache.get(f"__stat__{name}", default=0)
+            return int(value) if isinstance(value, int) else 0
+        except Exception:  # noqa: BLE001
+            return 0
+
     def stats(self) -> CacheStats:
         hits, misses = self._cache.stats(enable=True)
+        counters = sum(1 for name in self._COUNTERS if f"__stat__{name}" in self._cache)
         return CacheStats(
-            entries=len(self._cache),
+            entries=len(self._cache) - counters,
             size_bytes=int(self._cache.volume()),
             limit_bytes=int(self._cache.size_limit),
-            hits=int(hits),
-            misses=int(misses),
+            hits=self._counter("request_hits"),
+            misses=self._counter("request_misses"),
+            lookups_hit=int(hits),
+            lookups_missed=int(misses),
         )
 
     def clear(self) -> None:
@@ -146,6 +172,9 @@ class NullCache:
         return None
 
     def put(self, key: str, payload: bytes, meta: dict[str, Any] | None = None) -> None:
+        return None
+
+    def record_request(self, hit: bool) -> None:
         return None
 
     def stats(self) -> CacheStats:

@@ -278,6 +278,7 @@ class Synthesizer:
                 logger.warning("request cache entry unusable (%s); synthesising again", exc)
             else:
                 ttfa = (time.perf_counter() - t0) * 1000
+                self.cache.record_request(True)
                 yield SynthesisChunk(audio, 0.0, 0, units_total, True, None)
                 yield SynthesisResult(
                     audio=audio, data=encode(audio, "wav") if fmt == "wav" else hit.payload,
@@ -288,6 +289,7 @@ class Synthesizer:
                 )
                 return
 
+        self.cache.record_request(False)
         units = self.plan(text)
         if not units:
             raise InputError("Nothing speakable is left after removing symbols: type some words.")
