@@ -63,6 +63,14 @@ class Settings:
     preload: tuple[str, ...] = ("piper",)
     # Largest cloning clip / audio upload accepted, in seconds.
     max_clone_clip_s: float = 60.0
+    # Speech recognition: local Whisper models (<dir>/<name>/model.bin for CTranslate2,
+    # <dir>/<name>.pt for openai-whisper), defaults and limits.
+    whisper_model_dirs: tuple[Path, ...] = ()
+    default_stt_engine: str = "faster-whisper"
+    default_stt_model: str = "tiny.en"
+    max_transcribe_s: float = 3600.0
+    stream_time_limit_s: float = 600.0
+    stt_cpu_threads: int = 2
 
     @property
     def cache_dir(self) -> Path:
@@ -89,4 +97,10 @@ class Settings:
             coqui_model_dirs=_env_paths("COQUI_MODEL_DIRS"),
             preload=tuple(p for p in _env("PRELOAD", "piper").split(",") if p.strip()),
             max_clone_clip_s=float(_env("MAX_CLONE_CLIP_S", str(cls.max_clone_clip_s))),
+            whisper_model_dirs=_env_paths("WHISPER_MODEL_DIRS"),
+            default_stt_engine=_env("DEFAULT_STT_ENGINE", cls.default_stt_engine),
+            default_stt_model=_env("DEFAULT_STT_MODEL", cls.default_stt_model),
+            max_transcribe_s=float(_env("MAX_TRANSCRIBE_S", str(cls.max_transcribe_s))),
+            stream_time_limit_s=float(_env("STREAM_TIME_LIMIT_S", str(cls.stream_time_limit_s))),
+            stt_cpu_threads=int(_env("STT_CPU_THREADS", str(cls.stt_cpu_threads))),
         )

@@ -1,0 +1,272 @@
+"""STT engines on real weights (bundled tiny.en, and the same weights converted for
+openai-whisper), the registry, file transcription outputs, bad inputs, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+import soundfile as sf
+
+from webapp.config import Settings
+from webapp.pipeline.audio import Audio, load
+from webapp.pipeline.errors import AudioError, InputError, ModelUnavailableError, UnknownChoiceError
+from webapp.pipeline.stt.base import Segment, TranscribeOptions, Transcript, keep_segment
+from webapp.pipeline.stt.files import load_for_transcription, render, transcribe_audio
+from webapp.pipeline.stt.registry import STTRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEECH = ROOT / "tests" / "data" / "speech"
+LIBRIVOX = SPEECH / "librivox"
+CLIP = "sense_and_sensibility_01_austen_64kb-0870.wav"
+SHORT = "sense_and_sensibility_01_austen_64kb-0880.wav"
+
+
+def reference(folder: Path, name: str) -> str:
+    rows = dict(line.split("\t", 1) for line in
+                (folder / "transcripts.tsv").read_text(encoding="utf-8").splitlines()[1:])
+    return rows[name]
+
+
+def wer(ref: str, hyp: str) -> float:
+    from whisper.normalizers import EnglishTextNormalizer
+
+    norm = EnglishTextNormalizer()
+    return jiwer.wer(norm(ref), norm(hyp))
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> STTRegistry:
+    return STTRegistry(Settings(data_dir=tmp_path_factory.mktemp("stt-data")))
+
+
+@pytest.fixture(scope="module")
+def fw(registry):
+    return registry.get("faster-whisper", "tiny.en")
+
+
+@pytest.fixture(scope="module")
+def clip() -> Audio:
+    return load(LIBRIVOX / CLIP, target_hz=16_000)
+
+
+# -- engines on real weights -------------------------------------------------------------
+
+def test_faster_whisper_transcribes_real_speech_with_word_timings(fw, clip):
+    t = fw.transcribe(clip)
+    assert isinstance(t, Transcript)
+    assert wer(reference(LIBRIVOX, CLIP), t.text) <= 0.1, t.text
+    assert t.engine == "faster-whisper" and t.model == "tiny.en"
+    assert t.duration_s == pytest.approx(clip.duration_s)
+    words = t.words
+    assert len(words) >= 18
+    starts = [w.start_s for w in words]
+    assert starts == sorted(starts)
+    assert all(0 <= w.start_s <= w.end_s <= clip.duration_s + 0.05 for w in words)
+    assert all(0.0 <= w.probability <= 1.0 for w in words)
+    assert t.text.strip().endswith(".")  # punctuation comes through
+
+
+def test_registry_shares_one_loaded_model(registry, fw):
+    assert registry.get() is fw
+    assert registry.get("faster-whisper", "tiny.en") is fw
+
+
+@pytest.mark.slow
+def test_openai_whisper_on_converted_real_weights_matches_faster_whisper(registry, fw, clip):
+    ow = registry.get("openai-whisper", "tiny.en")
+    converted = registry.settings.models_dir / "openai-whisper" / "tiny.en-from-ct2.pt"
+    assert converted.is_file()
+    a = ow.transcribe(clip)
+    b = fw.transcribe(clip)
+    assert wer(reference(LIBRIVOX, CLIP), a.text) <= 0.1, a.text
+    # Same weights, same beam search: the same words (NOTES.md); timings close.
+    assert wer(b.text, a.text) <= 0.05, (a.text, b.text)
+    assert a.words and abs(a.words[-1].end_s - b.words[-1].end_s) < 0.5
+
+
+def test_converter_maps_every_openai_whisper_parameter(registry):
+    import torch
+    import whisper
+
+    from webapp.pipeline.stt.convert import ct2_to_openai_state, read_ct2_variables
+    from webapp.pipeline.stt.registry import bundled_ct2_dir
+
+    dims, state = ct2_to_openai_state(read_ct2_variables(bundled_ct2_dir() / "model.bin"))
+    model = whisper.model.Whisper(whisper.model.ModelDimensions(**dims))
+    expected = model.state_dict()
+    assert set(state) == set(expected)
+    assert all(tuple(expected[k].shape) == state[k].shape for k in state)
+    assert dims["n_vocab"] == 51864 and dims["n_audio_layer"] == 4  # tiny.en
+    assert torch.isfinite(torch.from_numpy(state["decoder.token_embedding.weight"])).all()
+
+
+def test_unknown_engine_and_model_names_are_clear(registry):
+    with pytest.raises(UnknownChoiceError, match="faster-whisper"):
+        registry.get("wav2vec", None)
+    with pytest.raises(UnknownChoiceError, match="tiny.en"):
+        registry.get("faster-whisper", "huge-v9")
+    with pytest.raises(UnknownChoiceError):
+        registry.get("faster-whisper", "../../etc/passwd")
+
+
+def test_other_models_offline_name_the_model_and_the_fix(registry):
+    with pytest.raises(ModelUnavailableError) as info:
+        registry.get("faster-whisper", "base.en")
+    message = str(info.value)
+    assert "base.en" in message and "SPEECH_STUDIO_WHISPER_MODEL_DIRS" in message
+    assert "SPEECH_STUDIO_OFFLINE=0" in message
+    assert registry.models() == ["tiny.en"]
+
+
+def test_operator_model_dir_is_found_by_name(tmp_path, monkeypatch):
+    from webapp.pipeline.stt.registry import bundled_ct2_dir
+
+    (tmp_path / "my-tiny").symlink_to(bundled_ct2_dir())
+    monkeypatch.setenv("SPEECH_STUDIO_WHISPER_MODEL_DIRS", str(tmp_path))
+    monkeypatch.setenv("SPEECH_STUDIO_DATA_DIR", str(tmp_path / "data"))
+    reg = STTRegistry(Settings.from_env())
+    assert "my-tiny" in reg.models("faster-whisper")
+    engine = reg.get("faster-whisper", "my-tiny")
+    assert engine.model == "my-tiny"
+
+
+# -- hallucination guards and preprocessing ---------------------------------------------
+
+def test_keep_segment_drops_classic_hallucinations():
+    opts = TranscribeOptions()
+    good = Segment(" Hello there.", 0, 1, avg_logprob=-0.3, no_speech_prob=0.1,
+                   compression_ratio=1.2)
+    assert keep_segment(good, opts)
+    silent = Segment(" Thank you for watching.", 0, 1, avg_logprob=-1.2, no_speech_prob=0.9)
+    looping = Segment(" the the the the", 0, 1, avg_logprob=-0.2, compression_ratio=3.1)
+    assert not keep_segment(silent, opts)
+    assert not keep_segment(looping, opts)
+
+
+def test_silence_and_noise_give_no_text(fw):
+    silence = Audio.silence(5.0, 16_000)
+    noise = Audio((np.random.default_rng(1).standard_normal(16_000 * 5) * 0.05)
+                  .astype(np.float32), 16_000)
+    for audio in (silence, noise):
+        result = transcribe_audio(fw, audio)
+        assert result.transcript.text == ""
+        assert any("No speech" in w for w in result.warnings)
+
+
+def test_denoise_and_normalise_keep_speech_recognisable(fw, clip):
+    quiet = Audio(clip.samples * 0.05, clip.sample_rate)
+    t = fw.transcribe(quiet, TranscribeOptions(denoise=True, normalize_level=True))
+    assert wer(reference(LIBRIVOX, CLIP), t.text) <= 0.15, t.text
+
+
+# -- outputs -------------------------------------------------------------------------------
+
+def test_srt_vtt_json_outputs_parse_and_are_monotonic(fw, clip):
+    import srt
+    import webvtt
+
+    t = fw.transcribe(clip)
+    subs = list(srt.parse(render(t, "srt")))
+    assert subs
+    ends = [s.end.total_seconds() for s in subs]
+    starts = [s.start.total_seconds() for s in subs]
+    assert all(a <= b for a, b in zip(starts, ends, strict=True))
+    assert all(ends[i] <= starts[i + 1] for i in range(len(subs) - 1))
+    assert wer(reference(LIBRIVOX, CLIP), " ".join(s.content for s in subs)) <= 0.1
+    cues = webvtt.from_string(render(t, "vtt"))
+    assert [c.text for c in cues] == [s.content for s in subs]
+    data = json.loads(render(t, "json"))
+    assert data["text"] == t.text and data["segments"][0]["words"][0]["start_s"] >= 0
+    assert render(t, "txt").strip() == " ".join(s.content for s in subs)
+    with pytest.raises(InputError):
+        render(t, "docx")
+
+
+# -- bad input -----------------------------------------------------------------------------
+
+def test_bad_files_give_clear_errors(tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    fake = tmp_path / "notes.wav"
+    fake.write_text("this is not audio\n" * 50)
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes((LIBRIVOX / CLIP).read_bytes()[:40])
+    with pytest.raises(AudioError, match="empty"):
+        load_for_transcription(empty, 3600)
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        load_for_transcription(fake, 3600)
+    with pytest.raises(AudioError):
+        load_for_transcription(truncated, 3600)
+
+
+def test_three_hours_is_refused_before_decoding(tmp_path):
+    # A WAV header that claims 3 hours: refused from the header, nothing is decoded.
+    path = tmp_path / "long.wav"
+    with sf.SoundFile(path, "w", samplerate=8000, channels=1, subtype="PCM_16") as f:
+        block = np.zeros(8000 * 60, dtype=np.int16)
+        for _ in range(180):
+            f.write(block)
+    with pytest.raises(AudioError, match="minutes"):
+        load_for_transcription(path, 3600)
+
+
+def test_telephone_rate_eight_channels_and_clipping(fw, clip, tmp_path):
+    ref = reference(LIBRIVOX, CLIP)
+    phone = tmp_path / "phone.wav"
+    sf.write(phone, clip.resample(8000).samples, 8000)
+    audio = load_for_transcription(phone, 3600)
+    result = transcribe_audio(fw, audio, original_rate_hz=8000)
+    assert wer(ref, result.transcript.text) <= 0.25
+    assert any("8000 Hz" in w for w in result.warnings)
+
+    multi = tmp_path / "eight.wav"
+    sf.write(multi, np.tile(clip.samples[:, None], (1, 8)) * 0.5, 16_000)
+    result = transcribe_audio(fw, load_for_transcription(multi, 3600))
+    assert wer(ref, result.transcript.text) <= 0.1
+
+    clipped = Audio(np.clip(clip.samples * 8, -1, 1), 16_000)
+    result = transcribe_audio(fw, clipped)
+    assert any("clipped" in w for w in result.warnings)
+    assert wer(ref, result.transcript.text) <= 0.3
+
+
+# -- CLI -----------------------------------------------------------------------------------
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1",
+           "SPEECH_STUDIO_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "webapp", "transcribe", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=180)
+
+
+def test_cli_prints_valid_srt_matching_the_transcript(tmp_path):
+    import srt
+
+    proc = _cli(str(LIBRIVOX / CLIP), "--format", "srt")
+    assert proc.returncode == 0, proc.stderr
+    subs = list(srt.parse(proc.stdout))
+    assert subs and subs[0].start.total_seconds() >= 0
+    assert all(s.start < s.end for s in subs)
+    assert all(a.end <= b.start for a, b in zip(subs, subs[1:], strict=False))
+    assert wer(reference(LIBRIVOX, CLIP), " ".join(s.content for s in subs)) <= 0.1
+
+
+def test_cli_json_and_errors(tmp_path):
+    proc = _cli(str(SPEECH / "cards" / "001.wav"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert "clubs" in data["text"].lower() and data["rtf"] > 0
+    bad = tmp_path / "x.wav"
+    bad.write_text("nope")
+    proc = _cli(str(bad))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    proc = _cli(str(LIBRIVOX / SHORT), "--model", "small.en")
+    assert proc.returncode == 2 and "SPEECH_STUDIO_WHISPER_MODEL_DIRS" in proc.stderr

@@ -1,0 +1,614 @@
+"""Live captions: a pure, chunk-fed streaming transcriber (no UI, no threads).
+
+Feed it audio chunks as a browser sends them (any rate, int16 or float, mono or stereo, any
+length) with ``push``; each call returns a ``CaptionUpdate`` with the committed text (final,
+never changes) and the pending hypothesis (may still change). ``finish`` flushes at the end.
+Because it is pure, tests and ``bench/stt.py`` replay recordings through exactly the code the
+app runs.
+
+Default policy, ``LocalAgreementTranscriber`` (design after ufal/whisper_streaming, Macháček
+et al. 2023, "Turning Whisper into Real-Time Transcription System"; our own code):
+
+* **Silero VAD** scores every 32 ms of the stream. Audio with no speech is never decoded
+  (after a pause the buffer keeps only a short lead-in), so silence costs nothing and yields
+  no text (no "Thank you for watching" on a quiet microphone).
+* The **buffer** (16 kHz audio since the last cut) is re-decoded at most every ``step_s`` of new
+  audio, **prompted** with the committed text before the buffer (and the user's vocabulary).
+* **LocalAgreement-2**: words are committed when two successive hypotheses agree on them (the
+  longest common prefix), so a word is final within about one step after it is heard.
+* **Utterance end**: when VAD hears ``end_silence_s`` of silence after speech, the utterance
+  is decoded once more with beam search and committed as a whole: pauses finalise text at
+  once instead of waiting for a second hypothesis. The last ``left_context_s`` of it stays in
+  the buffer as acoustic left context for the next sentence (its words are already
+  committed and are matched away), which is what fixed sentence starts ("How do you marry"
+  for "Had he married"); the first decodes of an utterance also use beam search.
+* **Hallucination guards**: decode only up to the last speech (+0.3 s); drop words with no
+  VAD speech near them, a near-zero-probability tail ("Thank you."), and loops.
+* **Buffer trimming**: past ``max_buffer_s`` the buffer is cut after the last committed
+  sentence (or word), keeping every decode short.
+* **Bounded decoding**: the encoder sees only the buffer (``encoder_context_s``: several times
+  less work than a padded 30 s window), decoding is greedy with ``max_new_tokens`` bounded,
+  and a decode is skipped while total compute exceeds ``max_compute_ratio`` of the audio
+  time, so compute can never fall behind real time.
+
+``OverlapTranscriber`` is the seed article's policy (1 s windows every 0.5 s, each decoded on
+its own and merged by time), kept as the baseline the benchmark compares against.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from webapp.pipeline.audio import Audio, from_array
+from webapp.pipeline.errors import InputError
+from webapp.pipeline.stt.base import (
+    SAMPLE_RATE_HZ,
+    STTEngine,
+    TranscribeOptions,
+    Word,
+    join_words,
+)
+from webapp.pipeline.vad import WINDOW_S, WINDOW_SAMPLES, StreamingVAD
+
+logger = logging.getLogger(__name__)
+
+Policy = Literal["local-agreement", "overlap"]
+POLICIES: tuple[str, ...] = ("local-agreement", "overlap")
+
+
+@dataclass(frozen=True)
+class StreamingOptions:
+    """Live-caption policy knobs. Defaults chosen with bench/stt.py (see the README)."""
+
+    policy: Policy = "local-agreement"
+    vocabulary: str = ""
+    step_s: float = 0.5
+    """Decode at most once per this much new audio."""
+    beam_size: int = 1
+    """Greedy for the frequent mid-utterance decodes (LocalAgreement supplies stability)."""
+    start_beam_size: int = 5
+    """Beam search while nothing of the current utterance is committed yet: Whisper's first
+    guesses of a sentence start are its least stable ("How do you marry" for "Had he
+    married"), and two greedy guesses can agree on the wrong words."""
+    final_beam_size: int = 5
+    """Beam search for the one decode that finalises an utterance (once per pause)."""
+    start_agreement: int = 2
+    """Hypotheses that must agree on the first words of an utterance (2, or 3 for fewer
+    errors at about 1 s more delay on those words)."""
+    left_context_s: float = 3.0
+    """Audio of the previous utterance kept in the buffer as acoustic left context..."""
+    max_pause_s: float = 2.0
+    """...unless the pause after it is longer than this."""
+    first_decode_speech_s: float = 0.5
+    """No hypothesis before an utterance holds this much speech."""
+    end_silence_s: float = 0.5
+    """VAD silence that ends an utterance (and commits its last hypothesis)."""
+    max_buffer_s: float = 10.0
+    vad_threshold: float = 0.5
+    min_speech_s: float = 0.2
+    max_compute_ratio: float = 0.6
+    """Skip decodes while compute exceeds this share of the audio time (+1 s of slack)."""
+    prompt_chars: int = 200
+    max_new_tokens: int = 96
+    tail_s: float = 0.3
+    """Audio kept after the last speech when decoding."""
+    min_tail_probability: float = 0.05
+    """Hypothesis words in the last second below this probability end the hypothesis."""
+    encoder_context_s: float | None = 10.0
+    """Encode only the buffer (at least this many seconds) instead of a padded 30 s window;
+    None = the standard window (about 0.3 s more per decode here)."""
+    denoise: bool = False
+    normalize_level: bool = False
+    window_s: float = 1.0
+    """Baseline policy only: window length."""
+    overlap_s: float = 0.5
+    """Baseline policy only: overlap between windows."""
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise InputError(f"Unknown caption policy '{self.policy}'. Choose one of: "
+                             f"{', '.join(POLICIES)}.")
+        if len(self.vocabulary) > 500:
+            raise InputError("The vocabulary field is limited to 500 characters "
+                             f"({len(self.vocabulary)} given): keep names and key terms only.")
+
+
+@dataclass(frozen=True)
+class CaptionUpdate:
+    committed_text: str
+    """Everything committed so far (final)."""
+    pending_text: str
+    """The current hypothesis after the committed text (may still change)."""
+    new_words: tuple[Word, ...] = ()
+    """Words committed by this update, times in seconds from the stream start."""
+    pending: tuple[Word, ...] = ()
+    committed_count: int = 0
+    stream_s: float = 0.0
+    decoded: bool = False
+    compute_s: float = 0.0
+
+
+class CaptionTranscriber(Protocol):
+    def push(self, chunk: Audio) -> CaptionUpdate: ...
+    def finish(self) -> CaptionUpdate: ...
+
+
+def make_transcriber(engine: STTEngine, options: StreamingOptions | None = None
+                     ) -> CaptionTranscriber:
+    options = options or StreamingOptions()
+    if options.policy == "overlap":
+        return OverlapTranscriber(engine, options)
+    return LocalAgreementTranscriber(engine, options)
+
+
+def chunk_from_browser(data: np.ndarray, sample_rate: int) -> Audio:
+    """A microphone chunk as Gradio delivers it: (rate, int16/float array, 1-D or 2-D)."""
+    arr = np.asarray(data)
+    if arr.ndim == 2 and min(arr.shape) > 16:
+        raise InputError(f"Unexpected microphone chunk shape {arr.shape}.")
+    return from_array(arr, int(sample_rate))
+
+
+_WORD_KEY = re.compile(r"[^\w']+")
+
+
+def word_key(text: str) -> str:
+    """Comparison form of a word: lower case, no punctuation ("Mr." == "mr")."""
+    return _WORD_KEY.sub("", text.lower())
+
+
+class _Input:
+    """Any-rate chunks -> continuous 16 kHz stream (soxr's streaming resampler keeps filter
+    state between chunks, so chunk edges leave no clicks)."""
+
+    def __init__(self) -> None:
+        self._rate: int | None = None
+        self._resampler = None
+
+    def convert(self, chunk: Audio) -> np.ndarray:
+        if chunk.sample_rate == SAMPLE_RATE_HZ:
+            return chunk.samples
+        if chunk.sample_rate != self._rate:
+            import soxr
+
+            self._rate = chunk.sample_rate
+            self._resampler = soxr.ResampleStream(chunk.sample_rate, SAMPLE_RATE_HZ, 1,
+                                                  dtype="float32", quality="HQ")
+        return self._resampler.resample_chunk(chunk.samples, last=False).astype(np.float32)
+
+
+@dataclass
+class _Buffer:
+    samples: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    offset_s: float = 0.0
+    """Stream time of samples[0]."""
+
+    @property
+    def end_s(self) -> float:
+        return self.offset_s + len(self.samples) / SAMPLE_RATE_HZ
+
+    def cut(self, at_s: float) -> None:
+        """Drop audio before stream time ``at_s``."""
+        n = int(round((at_s - self.offset_s) * SAMPLE_RATE_HZ))
+        n = max(0, min(n, len(self.samples)))
+        self.samples = self.samples[n:]
+        self.offset_s += n / SAMPLE_RATE_HZ
+
+
+class LocalAgreementTranscriber:
+    """The default live-caption policy (see the module docstring)."""
+
+    def __init__(self, engine: STTEngine, options: StreamingOptions | None = None) -> None:
+        self.engine = engine
+        self.options = options or StreamingOptions()
+        self._input = _Input()
+        self._vad = StreamingVAD()
+        self._probs: list[float] = []  # one per 32 ms window of the stream
+        self._buffer = _Buffer()
+        self._committed: list[Word] = []
+        self._pending: list[Word] = []
+        self._previous: list[Word] = []  # the hypothesis before the pending one
+        self._utterance_words = 0  # committed so far in the current utterance
+        self._stream_s = 0.0
+        self._decoded_until_s = 0.0
+        self._decoded_audio_until_s = 0.0
+        self._compute_s = 0.0
+        self._utterance_has_speech = False
+        self._utterance_from_s = 0.0  # VAD speech before this belongs to a finished utterance
+        self._prompt_words = 0  # committed words whose audio has left the buffer
+        self.decodes = 0
+
+    # -- public -----------------------------------------------------------------------------
+    @property
+    def committed_words(self) -> list[Word]:
+        return list(self._committed)
+
+    @property
+    def compute_s(self) -> float:
+        return self._compute_s
+
+    def push(self, chunk: Audio) -> CaptionUpdate:
+        started = time.perf_counter()
+        samples = self._input.convert(chunk)
+        self._buffer.samples = np.concatenate([self._buffer.samples, samples])
+        self._stream_s += len(samples) / SAMPLE_RATE_HZ
+        self._probs.extend(self._vad.feed(samples).tolist())
+        new = self._step(final=False)
+        return self._update(new, started)
+
+    def finish(self) -> CaptionUpdate:
+        """End of the recording: decode what is left and commit all of it."""
+        started = time.perf_counter()
+        new = self._step(final=True)
+        return self._update(new, started)
+
+    # -- policy -----------------------------------------------------------------------------
+    def _step(self, final: bool) -> list[Word]:
+        opts = self.options
+        probs = np.asarray(self._probs[self._window(self._buffer.offset_s):], dtype=np.float32)
+        fresh = np.asarray(self._probs[self._window(self._utterance_from_s):], dtype=np.float32)
+        if (fresh > opts.vad_threshold).any():  # speech after the last utterance ended
+            self._utterance_has_speech = True
+        if not self._utterance_has_speech:
+            # Nothing said since the last utterance: decode nothing. After a long pause the
+            # left context is no longer useful: keep only a short lead-in.
+            if self._buffer.end_s - self._utterance_from_s > opts.max_pause_s:
+                self._buffer.cut(self._buffer.end_s - 0.5)
+                self._prompt_words = len(self._committed)
+            return []
+        silent_tail = probs < max(0.0, opts.vad_threshold - 0.15)
+        trailing_silence_s = _trailing_true(silent_tail) * WINDOW_S
+        utterance_ended = trailing_silence_s >= opts.end_silence_s
+        if final or utterance_ended:
+            return self._end_utterance(trailing_silence_s)
+        if self._stream_s - self._decoded_until_s < opts.step_s - 1e-6:
+            return []
+        if self._speech_s() < opts.first_decode_speech_s:
+            return []
+        if self._compute_s > opts.max_compute_ratio * self._stream_s + 1.0:
+            logger.debug("skipping a decode: compute %.1fs over budget", self._compute_s)
+            return []
+        # Decode up to the last speech (+ a short tail): trailing silence only invites
+        # hallucinated words, and a decode with no new speech would repeat the last one.
+        until_s = min(self._buffer.end_s, self._last_speech_end_s() + opts.tail_s)
+        if until_s <= self._decoded_audio_until_s + 1e-6:
+            return []
+        starting = self._utterance_words == 0
+        hypothesis = self._decode(opts.start_beam_size if starting else None, until_s=until_s)
+        agreed = _common_prefix(self._pending, hypothesis)
+        if starting and agreed and opts.start_agreement >= 3:
+            # First words of an utterance: Whisper guesses them from little audio, and two
+            # guesses can agree on the wrong words ("How do you marry" for "Had he married"),
+            # so they also need the hypothesis before (LocalAgreement-3).
+            agreed = _common_prefix(self._previous, agreed)
+        self._previous = self._pending
+        self._pending = hypothesis[len(agreed):]
+        self._commit(agreed)
+        self._utterance_words += len(agreed)
+        if self._buffer.end_s - self._buffer.offset_s > opts.max_buffer_s:
+            self._trim()
+        return agreed
+
+    def _end_utterance(self, trailing_silence_s: float) -> list[Word]:
+        speech_end_s = self._buffer.end_s - trailing_silence_s
+        enough = self._speech_s() >= self.options.min_speech_s
+        until_s = min(self._buffer.end_s, self._last_speech_end_s() + self.options.tail_s)
+        hypothesis = (self._decode(self.options.final_beam_size, until_s=until_s)
+                      if enough else [])
+        words = [w for w in hypothesis if w.start_s < speech_end_s]
+        self._commit(words)
+        self._pending = []
+        self._previous = []
+        self._utterance_words = 0
+        self._utterance_has_speech = False
+        self._utterance_from_s = self._buffer.end_s
+        # Keep the last words of this utterance as acoustic left context for the next one
+        # (Whisper hears a sentence start better after the end of the previous sentence; the
+        # re-transcribed words are dropped by _after_committed), else a little lead-in.
+        keep_from = self._buffer.end_s - self.options.left_context_s
+        kept = [i for i in range(self._prompt_words, len(self._committed))
+                if self._committed[i].start_s >= keep_from]
+        if self.options.left_context_s > 0 and kept:
+            self._prompt_words = kept[0]
+            self._buffer.cut(self._committed[kept[0]].start_s - 0.05)
+        else:
+            self._prompt_words = len(self._committed)
+            self._buffer.cut(max(speech_end_s, self._buffer.end_s - 0.3))
+        return words
+
+    def _last_speech_end_s(self) -> float:
+        first = self._window(self._buffer.offset_s)
+        probs = np.asarray(self._probs[first:])
+        speech = np.flatnonzero(probs > self.options.vad_threshold)
+        if not len(speech):
+            return self._buffer.offset_s
+        return (first + int(speech[-1]) + 1) * WINDOW_S
+
+    def _speech_s(self) -> float:
+        """Speech heard in the current utterance (not the kept left context)."""
+        start = max(self._buffer.offset_s, self._utterance_from_s)
+        probs = np.asarray(self._probs[self._window(start):])
+        return float(np.sum(probs > self.options.vad_threshold)) * WINDOW_S
+
+    def _window(self, at_s: float) -> int:
+        return int(at_s / WINDOW_S)
+
+    def _prompt(self) -> str:
+        before = [w.text for w in self._committed[:self._prompt_words]]
+        tail = join_words(before)[-self.options.prompt_chars:] if self.options.prompt_chars > 0 else ""
+        vocabulary = self.options.vocabulary.strip()
+        return " ".join(p for p in (vocabulary, tail) if p)
+
+    def _decode(self, beam_size: int | None = None, until_s: float | None = None) -> list[Word]:
+        """Decode the buffer (up to ``until_s``); return the words after the committed ones,
+        in stream time."""
+        opts = self.options
+        self._decoded_until_s = self._stream_s
+        end = len(self._buffer.samples)
+        if until_s is not None:
+            end = max(0, min(end, int(round((until_s - self._buffer.offset_s) * SAMPLE_RATE_HZ))))
+        self._decoded_audio_until_s = self._buffer.offset_s + end / SAMPLE_RATE_HZ
+        if end < WINDOW_SAMPLES:
+            return []
+        started = time.perf_counter()
+        options = TranscribeOptions(
+            initial_prompt=self._prompt() or None, beam_size=beam_size or opts.beam_size,
+            best_of=beam_size or opts.beam_size, temperature=(0.0,), word_timestamps=True,
+            condition_on_previous_text=False, denoise=opts.denoise,
+            normalize_level=opts.normalize_level, max_new_tokens=opts.max_new_tokens,
+            encoder_context_s=opts.encoder_context_s,
+        )
+        offset = self._buffer.offset_s
+        segments = list(self.engine.iter_segments(Audio(self._buffer.samples[:end], SAMPLE_RATE_HZ),
+                                                  options))
+        self.decodes += 1
+        self._compute_s += time.perf_counter() - started
+        words = _glue([Word(w.text, w.start_s + offset, w.end_s + offset, w.probability)
+                       for s in segments for w in s.words])
+        logger.debug("t=%.1f buffer %.1f-%.1f prompt %r -> %s", self._stream_s, offset,
+                     self._buffer.end_s, options.initial_prompt,
+                     [(w.text, round(w.start_s, 2), round(w.end_s, 2), round(w.probability, 2))
+                      for w in words])
+        words = _drop_unsure_tail(words, self._decoded_audio_until_s - 1.0,
+                                  opts.min_tail_probability)
+        return self._after_committed(_drop_loop([w for w in words if self._heard(w)]))
+
+    def _heard(self, word: Word) -> bool:
+        """VAD guard against hallucinated words: some speech within 0.2 s of the word."""
+        a = max(0, self._window(word.start_s - 0.2))
+        b = self._window(word.end_s + 0.2) + 1
+        probs = self._probs[a:b]
+        return bool(probs) and max(probs) > self.options.vad_threshold
+
+    def _after_committed(self, words: list[Word]) -> list[Word]:
+        """Drop the words of a new hypothesis that re-transcribe committed audio still in the
+        buffer. Aligned by words first (difflib), since timestamps jitter between decodes and
+        hallucinated text skews them; then by time."""
+        if not self._committed:
+            return words
+        in_buffer = self._committed[self._prompt_words:]
+        if in_buffer and words:
+            matcher = difflib.SequenceMatcher(a=[word_key(w.text) for w in in_buffer],
+                                              b=[word_key(w.text) for w in words], autojunk=False)
+            blocks = [b for b in matcher.get_matching_blocks() if b.size]
+            if blocks and blocks[-1].a + blocks[-1].size >= len(in_buffer) - 1:
+                words = words[blocks[-1].b + blocks[-1].size:]
+        last_end = self._committed[-1].end_s
+        return [w for w in words if w.start_s > last_end - 0.1 or w.end_s > last_end + 0.25]
+
+    def _commit(self, words: list[Word]) -> None:
+        self._committed.extend(words)
+
+    def _trim(self) -> None:
+        """Cut the buffer after the last committed sentence end (else the last committed word)
+        that lies inside it, so the next decodes stay short."""
+        inside = [w for w in self._committed if w.end_s > self._buffer.offset_s]
+        if not inside:
+            return
+        cut = next((w for w in reversed(inside) if w.text.rstrip().endswith((".", "?", "!"))),
+                   inside[-1])
+        next_start = self._pending[0].start_s if self._pending else cut.end_s
+        self._buffer.cut(min(cut.end_s + 0.1, max(cut.end_s, next_start)))
+        self._prompt_words = self._committed.index(cut) + 1
+
+    def _update(self, new: list[Word], started: float) -> CaptionUpdate:
+        return CaptionUpdate(
+            committed_text=join_words([w.text for w in self._committed]),
+            pending_text=join_words([w.text for w in self._pending]),
+            new_words=tuple(new), pending=tuple(self._pending),
+            committed_count=len(self._committed), stream_s=self._stream_s,
+            decoded=bool(self._decoded_until_s == self._stream_s),
+            compute_s=time.perf_counter() - started,
+        )
+
+
+class OverlapTranscriber:
+    """Baseline: every ``window_s - overlap_s`` seconds decode the last ``window_s`` on its
+    own and append the words that start after the last appended word (no pending text)."""
+
+    def __init__(self, engine: STTEngine, options: StreamingOptions | None = None) -> None:
+        self.engine = engine
+        self.options = options or StreamingOptions(policy="overlap")
+        self._input = _Input()
+        self._buffer = _Buffer()
+        self._committed: list[Word] = []
+        self._stream_s = 0.0
+        self._next_decode_s = self.options.window_s
+        self._compute_s = 0.0
+        self.decodes = 0
+
+    @property
+    def committed_words(self) -> list[Word]:
+        return list(self._committed)
+
+    @property
+    def compute_s(self) -> float:
+        return self._compute_s
+
+    def push(self, chunk: Audio) -> CaptionUpdate:
+        started = time.perf_counter()
+        samples = self._input.convert(chunk)
+        self._buffer.samples = np.concatenate([self._buffer.samples, samples])
+        self._stream_s += len(samples) / SAMPLE_RATE_HZ
+        new: list[Word] = []
+        while self._stream_s >= self._next_decode_s - 1e-6:
+            new += self._decode_window(self._next_decode_s)
+            self._next_decode_s += self.options.window_s - self.options.overlap_s
+        self._buffer.cut(self._stream_s - self.options.window_s)
+        return self._update(new, started)
+
+    def finish(self) -> CaptionUpdate:
+        started = time.perf_counter()
+        new = self._decode_window(self._stream_s) if self._buffer.samples.size else []
+        return self._update(new, started)
+
+    def _decode_window(self, end_s: float) -> list[Word]:
+        start_s = max(0.0, end_s - self.options.window_s)
+        a = int(round((start_s - self._buffer.offset_s) * SAMPLE_RATE_HZ))
+        b = int(round((end_s - self._buffer.offset_s) * SAMPLE_RATE_HZ))
+        window = self._buffer.samples[max(0, a):max(0, b)]
+        if len(window) < WINDOW_SAMPLES:
+            return []
+        started = time.perf_counter()
+        options = TranscribeOptions(
+            initial_prompt=self.options.vocabulary or None, beam_size=self.options.beam_size,
+            best_of=self.options.beam_size, temperature=(0.0,), word_timestamps=True,
+            condition_on_previous_text=False, denoise=self.options.denoise,
+            normalize_level=self.options.normalize_level,
+        )
+        segments = list(self.engine.iter_segments(Audio(window, SAMPLE_RATE_HZ), options))
+        self.decodes += 1
+        self._compute_s += time.perf_counter() - started
+        last_end = self._committed[-1].end_s if self._committed else -1.0
+        new = []
+        for s in segments:
+            for w in s.words:
+                word = Word(w.text, w.start_s + start_s, w.end_s + start_s, w.probability)
+                if (word.start_s + word.end_s) / 2 > last_end:
+                    new.append(word)
+                    last_end = word.end_s
+        self._committed.extend(new)
+        return new
+
+    def _update(self, new: list[Word], started: float) -> CaptionUpdate:
+        return CaptionUpdate(
+            committed_text=join_words([w.text for w in self._committed]), pending_text="",
+            new_words=tuple(new), committed_count=len(self._committed),
+            stream_s=self._stream_s, decoded=bool(new),
+            compute_s=time.perf_counter() - started,
+        )
+
+
+def _glue(words: list[Word]) -> list[Word]:
+    """Join pieces that Whisper returns without a leading space ("ill" + "-disposed") so that
+    agreement and commits work on whole words."""
+    out: list[Word] = []
+    for w in words:
+        if out and w.text and not w.text[0].isspace():
+            prev = out[-1]
+            out[-1] = Word(prev.text + w.text, prev.start_s, w.end_s,
+                           min(prev.probability, w.probability))
+        else:
+            out.append(w)
+    return out
+
+
+def _drop_unsure_tail(words: list[Word], tail_start_s: float, min_probability: float
+                      ) -> list[Word]:
+    """Cut a hypothesis at a near-zero-probability word in its last second: Whisper's
+    "Thank you." and "And..." inventions at the ragged end of a buffer start this way
+    (measured: p = 0.01 for the invented word, > 0.2 for real ones)."""
+    for i, w in enumerate(words):
+        if w.start_s >= tail_start_s and w.probability < min_probability:
+            return words[:i]
+    return words
+
+
+def _drop_loop(words: list[Word], min_n: int = 3) -> list[Word]:
+    """Cut a hypothesis where Whisper starts looping (the same run of >= ``min_n`` words twice
+    in a row), a classic hallucination at the ragged end of a live buffer."""
+    keys = [word_key(w.text) for w in words]
+    for i in range(len(keys)):
+        for n in range(min_n, (len(keys) - i) // 2 + 1):
+            if keys[i:i + n] == keys[i + n:i + 2 * n]:
+                return words[:i + n]
+    return words
+
+
+def _common_prefix(previous: list[Word], current: list[Word]) -> list[Word]:
+    """LocalAgreement-2: the longest prefix on which two successive hypotheses agree (taken
+    from the newer one, whose timestamps and punctuation saw more audio)."""
+    n = 0
+    for a, b in zip(previous, current, strict=False):
+        if word_key(a.text) != word_key(b.text):
+            break
+        n += 1
+    return current[:n]
+
+
+def _trailing_true(mask: np.ndarray) -> int:
+    if not len(mask) or not mask[-1]:
+        return 0
+    falses = np.flatnonzero(~mask)
+    return len(mask) - (int(falses[-1]) + 1 if len(falses) else 0)
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """A recording replayed as a browser would send it, on a simulated clock: chunk k arrives
+    at (k+1)*chunk_s, is processed when the previous one is done, and takes its measured
+    compute time. Delays are from a word's end in the audio to its appearance."""
+
+    text: str
+    words: tuple[Word, ...]
+    committed_delays_s: tuple[float, ...]
+    pending_delays_s: tuple[float, ...]
+    compute_s: float
+    audio_s: float
+    updates: tuple[CaptionUpdate, ...]
+
+    @property
+    def compute_ratio(self) -> float:
+        return self.compute_s / self.audio_s if self.audio_s else 0.0
+
+
+def replay(transcriber: CaptionTranscriber, audio: Audio, chunk_s: float = 0.5) -> ReplayReport:
+    step = max(1, int(round(chunk_s * audio.sample_rate)))
+    clock = 0.0
+    compute = 0.0
+    first_seen: dict[int, float] = {}  # word index -> time something showed at that position
+    committed_at: list[float] = []
+    updates: list[CaptionUpdate] = []
+    words: list[Word] = []
+    starts = list(range(0, len(audio.samples), step))
+    for k, start in enumerate(starts):
+        arrival = min(len(audio.samples), start + step) / audio.sample_rate
+        clock = max(clock, arrival)
+        t0 = time.perf_counter()
+        update = transcriber.push(Audio(audio.samples[start:start + step], audio.sample_rate))
+        if k == len(starts) - 1:
+            final = transcriber.finish()
+            update = CaptionUpdate(final.committed_text, final.pending_text,
+                                   update.new_words + final.new_words, final.pending,
+                                   final.committed_count, final.stream_s)
+        took = time.perf_counter() - t0
+        compute += took
+        clock += took
+        updates.append(update)
+        words.extend(update.new_words)
+        committed_at.extend([clock] * len(update.new_words))
+        shown = update.committed_count + len(update.pending)
+        for i in range(shown):
+            first_seen.setdefault(i, clock)
+    committed = tuple(max(0.0, t - w.end_s) for w, t in zip(words, committed_at, strict=True))
+    pending = tuple(max(0.0, min(first_seen.get(i, t), t) - w.end_s)
+                    for i, (w, t) in enumerate(zip(words, committed_at, strict=True)))
+    return ReplayReport(join_words([w.text for w in words]), tuple(words), committed, pending,
+                        compute, audio.duration_s, tuple(updates))
