@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's webapp
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -118,7 +119,15 @@ def bench_service(runs: int) -> dict:
         for _ in engine.synthesize(_variant(i), SynthesisOptions(voice="en_US-joe-medium")):
             first = first or (time.perf_counter() - t0) * 1000
         per_request.append(first)
+    # A lesson whose first sentence has a clause: the first clause is spoken on its own.
+    clause_ttfa = []
+    for i in range(runs):
+        light, plants, animals = _WORDS[i % len(_WORDS)]
+        text = (f"When {light} reaches a leaf, the plant turns it into chemical energy. "
+                f"{plants} store it as sugar. {animals} eat the plants.")
+        clause_ttfa.append(synth.run(SynthesisRequest(text=text)).ttfa_ms)
     return {
+        "clause_ttfa_ms": statistics.median(clause_ttfa),
         "miss_ttfa_ms": statistics.median(miss_ttfa),
         "miss_rtf": statistics.median(miss_rtf),
         "miss_total_ms": statistics.median(miss_total),
@@ -202,6 +211,7 @@ def main() -> int:
         ("plain Piper: first chunk", f"{plain['ttfa_ms']:.0f} ms", ""),
         ("plain Piper: RTF", f"{plain['rtf']:.3f}", ""),
         ("ours, cache miss: time to first audio", f"{ours['miss_ttfa_ms']:.0f} ms", "< 150 ms"),
+        ("ours, first sentence with a clause: first audio", f"{ours['clause_ttfa_ms']:.0f} ms", "< 150 ms"),
         ("ours, cache miss: RTF", f"{ours['miss_rtf']:.3f}", "< 0.1"),
         ("ours, cache hit: whole request", f"{ours['hit_ms']:.1f} ms", "< 20 ms"),
         ("anti-pattern: model per request, first audio", f"{ours['per_request_load_ttfa_ms']:.0f} ms",

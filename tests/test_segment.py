@@ -40,3 +40,6 @@ def test_first_clause():
     first, rest = split_first_clause(s)
     assert first == "When light reaches the leaf," and rest.startswith("chlorophyll")
     assert split_first_clause("Short one.") == ["Short one."]
+    # No cut that would leave a sliver.
+    assert split_first_clause("Photosynthesis turns light into chemical energy.") == [
+        "Photosynthesis turns light into chemical energy."]

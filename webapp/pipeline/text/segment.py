@@ -50,13 +50,13 @@ def split_sentences(paragraph: str) -> list[str]:
     return [piece for s in out for piece in _bound_length(s)]
 
 
-def split_first_clause(sentence: str, min_chars: int = 20, max_chars: int = 90) -> list[str]:
+def split_first_clause(sentence: str, min_chars: int = 12, max_chars: int = 40) -> list[str]:
     """Cut a long first sentence after its first clause (comma, semicolon, colon) so the first
     audio is ready sooner. Returns [sentence] when there is no good cut."""
     if len(sentence) <= max_chars:
         return [sentence]
     for match in _CLAUSE.finditer(sentence):
-        if min_chars <= match.start() <= max_chars:
+        if min_chars <= match.start() <= len(sentence) - min_chars:
             return [sentence[:match.start()].strip(), sentence[match.end():].strip()]
     return [sentence]
 
