@@ -81,3 +81,13 @@ def test_huge_text_from_stdin(tmp_path):
     r = _cli(["synthesize", "-", "-o", "x.wav"], tmp_path / "data", cwd=tmp_path,
              input="word " * 200_000)
     assert r.returncode == 2 and "limit is 20,000" in r.stderr
+
+
+def test_corrupt_cloning_clip_is_a_clear_error(tmp_path):
+    bad = tmp_path / "voice.wav"
+    bad.write_bytes(b"RIFF" + b"\x00" * 10 + b"not really a wave file")
+    r = _cli(["synthesize", "Hello class.", "--engine", "coqui", "--reference", str(bad),
+              "-o", "x.wav"], tmp_path / "data", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "voice.wav" in r.stderr and "not a readable audio file" in r.stderr
+    assert "Traceback" not in r.stderr
