@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from webapp.pipeline.text.segment import MAX_UNIT_CHARS, split_first_clause, split_paragraphs, split_sentences
+from webapp.pipeline.text.segment import (
+    MAX_UNIT_CHARS,
+    split_first_clause,
+    split_paragraphs,
+    split_sentences,
+)
 
 
 def test_sentences_and_abbreviations():

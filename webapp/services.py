@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from webapp.config import Settings
 from webapp.pipeline.cache import DiskSynthesisCache, NullCache, SynthesisCache
 from webapp.pipeline.delivery import LiveHub
+from webapp.pipeline.errors import PipelineError
 from webapp.pipeline.synthesis import Synthesizer
+from webapp.pipeline.text.lexicon import Lexicon
 from webapp.pipeline.tts.registry import TTSRegistry
 
 logger = logging.getLogger(__name__)
@@ -25,21 +27,17 @@ class Services:
     tts: TTSRegistry
     synthesizer: Synthesizer
     stt: object | None = None
-    lexicon: object | None = None
+    lexicon: Lexicon | None = None
     live: LiveHub = field(default_factory=LiveHub)
 
 
-def _load_lexicon(settings: Settings):
-    try:
-        from webapp.pipeline.text.lexicon import Lexicon
-    except ImportError:
-        return None
+def _load_lexicon(settings: Settings) -> Lexicon:
     path = settings.data_dir / "lexicon.csv"
     try:
         return Lexicon.load(path)
-    except Exception as exc:  # noqa: BLE001 - a broken lexicon file must not stop the app
+    except PipelineError as exc:  # a broken lexicon file must not stop the app
         logger.warning("could not read the lexicon at %s (%s); starting with an empty one", path, exc)
-        return Lexicon(path=path) if "path" in Lexicon.__init__.__code__.co_varnames else None
+        return Lexicon(path=path)
 
 
 def build_services(settings: Settings, *, preload: bool = True, with_stt: bool = True) -> Services:

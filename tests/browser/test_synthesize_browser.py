@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import SCREENSHOT_DIR  # noqa: I001 - the browser harness
 
 pytestmark = pytest.mark.browser
@@ -68,3 +67,20 @@ def test_empty_text_shows_a_clear_message(new_page):
     page.click("#tts-run")
     page.wait_for_selector("text=There is no text to synthesise", timeout=30_000)
     page.screenshot(path=str(SCREENSHOT_DIR / "synthesize-empty-error.png"), full_page=True)
+
+
+def test_preview_and_lexicon_import(new_page, tmp_path):
+    page = new_page()
+    page.fill("#tts-text textarea", "Dr. Nguyen heated H2O to 100 °C.")
+    page.wait_for_function(
+        "document.querySelector('#tts-preview textarea').value.includes('H two O to one hundred degrees Celsius')",
+        timeout=30_000)
+    csv = tmp_path / "lexicon.csv"
+    csv.write_text("term,respelling,case_sensitive\nNguyen,win,no\n", encoding="utf-8")
+    page.click("text=Pronunciation lexicon")
+    page.set_input_files("input[type=file][accept='.csv']", str(csv))  # the Import CSV button
+    page.wait_for_function(
+        "document.querySelector('#tts-preview textarea').value.includes('Doctor win heated')",
+        timeout=30_000)
+    assert "Nguyen" in page.inner_text("#lexicon-table")
+    page.screenshot(path=str(SCREENSHOT_DIR / "synthesize-lexicon.png"), full_page=True)

@@ -98,6 +98,21 @@ def _voice_choices(services: Services, engine: str) -> tuple[list[tuple[str, str
     return choices, default
 
 
+def _lexicon_rows(services: Services) -> list[list]:
+    if services.lexicon is None:
+        return []
+    return [[e.term, e.respelling, e.case_sensitive] for e in services.lexicon.entries]
+
+
+def _lexicon_file(services: Services) -> str | None:
+    if services.lexicon is None:
+        return None
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT_DIR / "lexicon.csv"
+    path.write_text(services.lexicon.to_csv(), encoding="utf-8")
+    return str(path)
+
+
 def _safe_preview(services: Services, value: str) -> str:
     if not value or not value.strip():
         return ""
@@ -153,6 +168,20 @@ def build_synthesize_tab(services: Services) -> None:
                           elem_id="tts-audio")
         downloads = gr.File(label="Downloads: audio, subtitles (.srt, .vtt)", file_count="multiple",
                             interactive=False, elem_id="tts-downloads")
+    with gr.Accordion("Pronunciation lexicon (applied before numbers and formulas)", open=False):
+        gr.Markdown("Teach the voice a name or term: write how it should be said, e.g. "
+                    "*Nguyen → win*, *ATP → A T P*. Saved for everyone using this computer.")
+        lexicon_table = gr.Dataframe(
+            headers=["term", "respelling", "case sensitive"], datatype=["str", "str", "bool"],
+            value=_lexicon_rows(services), col_count=(3, "fixed"), interactive=True,
+            row_count=(max(3, len(_lexicon_rows(services)) + 1), "dynamic"), elem_id="lexicon-table",
+        )
+        with gr.Row():
+            lexicon_save = gr.Button("Save lexicon", size="sm", variant="primary", elem_id="lexicon-save")
+            lexicon_import = gr.UploadButton("Import CSV", file_types=[".csv"], size="sm",
+                                             elem_id="lexicon-import")
+            lexicon_export = gr.DownloadButton("Export CSV", size="sm", elem_id="lexicon-export",
+                                               value=_lexicon_file(services))
     with gr.Accordion("Synthesis cache", open=False):
         cache_info = gr.Markdown(_cache_markdown(services), elem_id="cache-info")
         with gr.Row():
@@ -216,6 +245,45 @@ def build_synthesize_tab(services: Services) -> None:
     )
     stop.click(None, None, None, js="() => { window.speechStudio && window.speechStudio.stop(); }")
     refresh.click(lambda: _cache_markdown(services), None, cache_info, queue=False)
+
+    def on_lexicon_save(rows, text_value):
+        from webapp.pipeline.text.lexicon import LexiconEntry
+
+        entries = []
+        values = rows.values.tolist() if hasattr(rows, "values") else (rows or [])
+        for row in values:
+            term = str(row[0] or "").strip() if len(row) > 0 else ""
+            respelling = str(row[1] or "").strip() if len(row) > 1 else ""
+            if not term and not respelling:
+                continue
+            case = bool(row[2]) if len(row) > 2 and str(row[2]).lower() not in ("", "false", "0", "no", "none", "nan") else False
+            entries.append(LexiconEntry(term, respelling, case))
+        try:
+            services.lexicon.replace(entries)
+            services.lexicon.save()
+        except PipelineError as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(f"Lexicon saved ({len(entries)} entries).")
+        return _lexicon_rows(services), _safe_preview(services, text_value), _lexicon_file(services)
+
+    def on_lexicon_import(file, text_value):
+        from webapp.pipeline.text.lexicon import Lexicon
+
+        try:
+            raw = Path(file).read_bytes()[:1_000_000].decode("utf-8-sig")
+            entries = Lexicon.parse_csv(raw)
+            services.lexicon.replace(services.lexicon.entries + entries)
+            services.lexicon.save()
+        except UnicodeDecodeError:
+            raise gr.Error("The lexicon file is not UTF-8 text.") from None
+        except PipelineError as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(f"Imported {len(entries)} entries.")
+        return _lexicon_rows(services), _safe_preview(services, text_value), _lexicon_file(services)
+
+    if services.lexicon is not None:
+        lexicon_save.click(on_lexicon_save, [lexicon_table, text], [lexicon_table, preview, lexicon_export])
+        lexicon_import.upload(on_lexicon_import, [lexicon_import, text], [lexicon_table, preview, lexicon_export])
 
     def on_clear() -> str:
         services.cache.clear()
