@@ -213,3 +213,22 @@ def test_paths_are_not_voices(synth):
 
 def test_preview_shows_spoken_text(synth):
     assert "Plants store it as sugar." in synth.preview(PARAGRAPH)
+
+
+def test_pause_marks_become_silence(synth):
+    plain = synth.run(SynthesisRequest(text="First part. Second part."))
+    paused = synth.run(SynthesisRequest(text="First part. [pause 2s] Second part."))
+    assert paused.audio_s - plain.audio_s == pytest.approx(2.0, abs=0.1)
+    assert [c.text for c in paused.cues] == ["First part.", "Second part."]
+    # The silence sits between the two sentences.
+    gap = paused.cues[1].start_s - paused.cues[0].end_s
+    assert gap > 2.0
+    rate = paused.audio.sample_rate
+    middle = paused.audio.samples[int((paused.cues[0].end_s + 0.3) * rate):int((paused.cues[1].start_s - 0.3) * rate)]
+    assert np.abs(middle).max() < 1e-3
+
+
+def test_science_text_is_normalised_before_speaking(synth):
+    result = synth.run(SynthesisRequest(text="Water is H2O."))
+    assert synth.preview("Water is H2O.") == "Water is H two O."
+    assert result.cues[0].text == "Water is H2O."  # subtitles keep what the teacher wrote
