@@ -8,6 +8,7 @@ while it synthesises, then fills the player and the downloads.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import time
@@ -51,8 +52,6 @@ def _write_outputs(result: SynthesisResult) -> tuple[str, list[str]]:
                 old.unlink()
         except OSError:
             pass
-    import hashlib
-
     stem = "lesson-" + hashlib.sha256(result.data).hexdigest()[:10]
     audio_path = OUTPUT_DIR / f"{stem}.{result.fmt}"
     audio_path.write_bytes(result.data)

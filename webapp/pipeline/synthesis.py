@@ -354,32 +354,35 @@ class Synthesizer:
             compute_s=busy_s, warnings=warnings,
         )
 
+    def _cached_unit(self, key: str) -> Audio | None:
+        hit = self.cache.get(key)
+        if hit is None:
+            return None
+        try:
+            return _from_wav_bytes(hit.payload)
+        except (RuntimeError, ValueError) as exc:
+            logger.warning("unit cache entry unusable (%s); synthesising again", exc)
+            return None
+
     def _speak(self, text: str, engine, options: SynthesisOptions, common: dict) -> Iterator[tuple[Audio, bool]]:
         """Audio for one piece of normalised text: from the cache, or from the engine (yielding
         each engine chunk at once) and then cached."""
         key = cache_key(kind="unit", text=text, **common)
-        hit = self.cache.get(key)
-        if hit is not None:
-            try:
-                yield _from_wav_bytes(hit.payload), True
-                return
-            except (RuntimeError, ValueError) as exc:
-                logger.warning("unit cache entry unusable (%s); synthesising again", exc)
-        with self._locks.hold(key):
-            hit = self.cache.get(key)  # another request may have made it while we waited
-            if hit is not None:
-                try:
-                    yield _from_wav_bytes(hit.payload), True
+        cached = self._cached_unit(key)
+        if cached is None:
+            with self._locks.hold(key):
+                # Another request may have made it while we waited for the lock.
+                cached = self._cached_unit(key)
+                if cached is None:
+                    parts: list[Audio] = []
+                    for audio in engine.synthesize(text, options):
+                        if len(audio.samples):
+                            parts.append(audio)
+                            yield audio, False
+                    if parts:
+                        self.cache.put(key, _wav_bytes(Audio.concat(parts)), {"text": text[:200]})
                     return
-                except (RuntimeError, ValueError):
-                    pass
-            parts: list[Audio] = []
-            for audio in engine.synthesize(text, options):
-                if len(audio.samples):
-                    parts.append(audio)
-                    yield audio, False
-            if parts:
-                self.cache.put(key, _wav_bytes(Audio.concat(parts)), {"text": text[:200]})
+        yield cached, True
 
     def run(self, request: SynthesisRequest) -> SynthesisResult:
         for item in self.stream(request):
