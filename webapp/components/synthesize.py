@@ -8,14 +8,12 @@ while it synthesises, then fills the player and the downloads.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import tempfile
-import time
 from pathlib import Path
 
 import gradio as gr
 
+from webapp.components.downloads import OUTPUT_ROOT, write_downloads
 from webapp.pipeline.audio import load
 from webapp.pipeline.errors import PipelineError
 from webapp.pipeline.subtitles import to_srt, to_vtt
@@ -29,8 +27,6 @@ EXAMPLE = (
     "Photosynthesis turns light into chemical energy. Plants store it as sugar.\n\n"
     "Water, H2O, enters through the roots; carbon dioxide enters through the leaves."
 )
-OUTPUT_DIR = Path(tempfile.gettempdir()) / "speech-studio-outputs"
-_OUTPUT_MAX_AGE_S = 3600
 
 START_PLAYER_JS = """
 (text, engine, voice, speed, fmt, reference, token) => {
@@ -42,24 +38,9 @@ START_PLAYER_JS = """
 
 
 def _write_outputs(result: SynthesisResult) -> tuple[str, list[str]]:
-    """Write the audio and subtitle files Gradio will serve; names come from the content hash,
-    so a repeated request reuses its files instead of piling up copies."""
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for old in OUTPUT_DIR.iterdir():
-        try:
-            if now - old.stat().st_mtime > _OUTPUT_MAX_AGE_S:
-                old.unlink()
-        except OSError:
-            pass
-    stem = "lesson-" + hashlib.sha256(result.data).hexdigest()[:10]
-    audio_path = OUTPUT_DIR / f"{stem}.{result.fmt}"
-    audio_path.write_bytes(result.data)
-    srt = OUTPUT_DIR / f"{stem}.srt"
-    srt.write_text(to_srt(result.cues), encoding="utf-8")
-    vtt = OUTPUT_DIR / f"{stem}.vtt"
-    vtt.write_text(to_vtt(result.cues), encoding="utf-8")
-    return str(audio_path), [str(audio_path), str(srt), str(vtt)]
+    paths = write_downloads("lesson", {result.fmt: result.data, "srt": to_srt(result.cues),
+                                       "vtt": to_vtt(result.cues)})
+    return paths[0], paths
 
 
 def _metrics_markdown(result: SynthesisResult) -> str:
@@ -106,8 +87,8 @@ def _lexicon_rows(services: Services) -> list[list]:
 def _lexicon_file(services: Services) -> str | None:
     if services.lexicon is None:
         return None
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    path = OUTPUT_DIR / "lexicon.csv"
+    OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
+    path = OUTPUT_ROOT / "lexicon.csv"
     path.write_text(services.lexicon.to_csv(), encoding="utf-8")
     return str(path)
 

@@ -8,15 +8,13 @@ progress, offered as TXT/SRT/VTT.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import logging
-import tempfile
 import time
-from pathlib import Path
 
 import gradio as gr
 
+from webapp.components.downloads import write_downloads
 from webapp.pipeline.errors import PipelineError
 from webapp.pipeline.streaming import (
     CaptionUpdate,
@@ -34,8 +32,6 @@ from webapp.services import Services
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_DIR = Path(tempfile.gettempdir()) / "speech-studio-transcripts"
-_OUTPUT_MAX_AGE_S = 3600
 POLICY_LABELS = [
     ("Live captions (recommended): words settle within about a second", "local-agreement"),
     ("Baseline: 1-second windows (for comparison)", "overlap"),
@@ -57,21 +53,7 @@ def _captions_html(update: CaptionUpdate | None) -> str:
 
 
 def _write_outputs(texts: dict[str, str]) -> list[str]:
-    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for old in OUTPUT_DIR.iterdir():
-        try:
-            if now - old.stat().st_mtime > _OUTPUT_MAX_AGE_S:
-                old.unlink()
-        except OSError:
-            pass
-    stem = "transcript-" + hashlib.sha256(texts["srt"].encode("utf-8")).hexdigest()[:10]
-    paths = []
-    for fmt, text in texts.items():
-        path = OUTPUT_DIR / f"{stem}.{fmt}"
-        path.write_text(text, encoding="utf-8")
-        paths.append(str(path))
-    return paths
+    return write_downloads("transcript", texts)
 
 
 def build_transcribe_tab(services: Services) -> None:
