@@ -153,7 +153,7 @@ def build_synthesize_tab(services: Services) -> None:
                     "*Nguyen → win*, *ATP → A T P*. Saved for everyone using this computer.")
         lexicon_table = gr.Dataframe(
             headers=["term", "respelling", "case sensitive"], datatype=["str", "str", "bool"],
-            value=_lexicon_rows(services), col_count=(3, "fixed"), interactive=True,
+            value=_lexicon_rows(services), column_count=(3, "fixed"), interactive=True,
             row_count=(max(3, len(_lexicon_rows(services)) + 1), "dynamic"), elem_id="lexicon-table",
         )
         with gr.Row():
