@@ -1,0 +1,335 @@
+"""Evaluate tab (issue #4): compare a candidate clip with a reference, score a transcript,
+or run a manifest batch. Layout and events only; the numbers come from
+``webapp.pipeline.evaluate`` and the figures from ``webapp.components.plots``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+
+from webapp.components import plots
+from webapp.components.downloads import write_downloads
+from webapp.pipeline.audio import load
+from webapp.pipeline.errors import InputError, PipelineError
+from webapp.pipeline.evaluate import (
+    MAX_CLIP_S,
+    NORMALIZERS,
+    ManifestItem,
+    QualityReport,
+    TextReport,
+    Thresholds,
+    compare,
+    default_normalizer,
+    evaluate_manifest,
+    read_manifest,
+    score_text,
+    stt_transcriber,
+)
+from webapp.pipeline.synthesis import SynthesisRequest
+from webapp.services import Services
+
+logger = logging.getLogger(__name__)
+
+EXPLANATION = """
+**What the numbers mean.** Each row compares the *candidate* (for example a synthetic voice)
+with the *reference* (a real recording of the same sentence).
+- **MFCC similarity (design)** – the original design's score: the average "colour" of the two
+  voices. Above 0.85 counts as *production ready*, but almost any two speech clips pass it, so
+  read the rows below too.
+- **Aligned frame similarity** – the clips are lined up in time, then compared moment by
+  moment (1 = identical). Same sentence, natural voice: about 0.6 or more; a different
+  sentence: about 0.5 or less; noise: near 0. The plot shows *where* they differ.
+- **Mel cepstral distortion** – how far apart the sound spectra are, in dB (0 = identical;
+  good synthetic speech against a different speaker is typically 4–6 dB).
+- **Pitch correlation / distance** – does the voice go up and down in the same places?
+  (100 cents = one semitone; a man and a woman are naturally far apart.)
+- **Duration ratio** – candidate length ÷ reference length, silences at the ends ignored.
+- **Word / character error rate** – with a text, the speech recogniser listens to the
+  candidate: the share of words it got wrong (0 = fully intelligible).
+"""
+
+TABLE_HEADERS = ["metric", "value", "threshold", "result", "what it tells you"]
+_ALIGN_STYLE = {
+    "equal": "",
+    "substitute": "background:#fde68a",
+    "delete": "background:#fecaca;text-decoration:line-through",
+    "insert": "background:#bbf7d0",
+}
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def report_rows(report: QualityReport) -> list[list[str]]:
+    rows = []
+    for m in report.metrics:
+        thr = "–" if m.threshold is None else (("≥ " if m.higher_is_better else "≤ ")
+                                               + f"{m.threshold:g}")
+        unit = f" {m.unit}" if m.unit and m.value is not None else ""
+        rows.append([m.label, _fmt(m.value) + unit, thr, m.verdict, m.explanation])
+    return rows
+
+
+def alignment_html(report: TextReport) -> str:
+    """Reference above hypothesis, word by word; errors highlighted (colour + symbol)."""
+    cells = []
+    for w in report.alignment:
+        style = _ALIGN_STYLE[w.op]
+        ref = html.escape(w.ref) or "∅"
+        hyp = html.escape(w.hyp) or "∅"
+        cells.append(f'<span class="align-word align-{w.op}" title="{w.op}" '
+                     f'style="display:inline-block;margin:2px;padding:2px 4px;border-radius:4px;'
+                     f'{style}"><span style="display:block">{ref}</span>'
+                     f'<span style="display:block;opacity:.8">{hyp}</span></span>')
+    summary = (f"<p><b>WER {report.wer:.1%}</b> · CER {report.cer:.1%} · "
+               f"{report.substitutions} substituted, {report.insertions} inserted, "
+               f"{report.deletions} deleted of {report.ref_words} words "
+               f"(normaliser: {html.escape(report.normalizer)}). Top line: reference; bottom "
+               "line: what was heard. Yellow = substituted, red = missed, green = extra.</p>")
+    return f'<div id="eval-alignment-words">{summary}<div>{"".join(cells)}</div></div>'
+
+
+def _thresholds(min_mfcc, min_dtw, max_mcd, min_f0, max_wer) -> Thresholds:
+    def opt(v):
+        return None if v is None or v == "" else float(v)
+    return Thresholds(min_mfcc_similarity=opt(min_mfcc), min_dtw_similarity=opt(min_dtw),
+                      max_mcd_db=opt(max_mcd), min_f0_correlation=opt(min_f0),
+                      max_wer=opt(max_wer))
+
+
+def build_evaluate_tab(services: Services) -> None:
+    settings = services.settings
+    engines = services.tts.names()
+    default_engine = settings.default_engine if settings.default_engine in engines else (
+        engines[0] if engines else None)
+    d = Thresholds()
+
+    gr.Markdown("### Compare speech with a reference\nUpload or record a reference and a "
+                "candidate, or type a text and let an engine speak the candidate.")
+    with gr.Row():
+        reference = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                             label="Reference (real speech)", elem_id="eval-reference")
+        candidate = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                             label="Candidate (leave empty to synthesise from the text)",
+                             elem_id="eval-candidate")
+    with gr.Row():
+        text = gr.Textbox(label="What is said (optional: synthesises a missing candidate and "
+                                "checks intelligibility)", lines=2, max_length=2000,
+                          elem_id="eval-text")
+        with gr.Column(scale=0, min_width=220):
+            engine = gr.Dropdown(engines, value=default_engine, label="Engine for the candidate",
+                                 elem_id="eval-engine")
+            round_trip = gr.Checkbox(services.stt is not None,
+                                     label="Transcribe the candidate (WER)",
+                                     interactive=services.stt is not None,
+                                     elem_id="eval-round-trip")
+    with gr.Accordion("Thresholds (pass/fail)", open=False, elem_id="eval-thresholds"):
+        with gr.Row():
+            min_mfcc = gr.Number(d.min_mfcc_similarity, label="MFCC similarity ≥",
+                                 elem_id="eval-min-mfcc")
+            min_dtw = gr.Number(d.min_dtw_similarity, label="Aligned similarity ≥",
+                                elem_id="eval-min-dtw")
+            max_mcd = gr.Number(d.max_mcd_db, label="MCD (dB) ≤", elem_id="eval-max-mcd")
+            min_f0 = gr.Number(None, label="Pitch correlation ≥ (empty = not checked)",
+                               elem_id="eval-min-f0")
+            max_wer = gr.Number(d.max_wer, label="WER ≤", elem_id="eval-max-wer")
+            normalizer = gr.Dropdown(list(NORMALIZERS), value=default_normalizer(),
+                                     label="Text normaliser",
+                                     elem_id="eval-normalizer")
+    run = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
+    verdict = gr.Markdown("", elem_id="eval-verdict")
+    table = gr.Dataframe(headers=TABLE_HEADERS, label="Metrics", interactive=False,
+                         wrap=True, elem_id="eval-table")
+    alignment = gr.HTML("", elem_id="eval-alignment")
+    with gr.Row():
+        plot_heatmaps = gr.Plot(label="MFCC heatmaps", elem_id="eval-plot-heatmaps")
+        plot_dtw = gr.Plot(label="Similarity over time", elem_id="eval-plot-dtw")
+    with gr.Row():
+        plot_means = gr.Plot(label="Mean MFCC vectors", elem_id="eval-plot-means")
+        plot_f0 = gr.Plot(label="Pitch contours", elem_id="eval-plot-f0")
+    with gr.Accordion("What do these numbers mean?", open=False):
+        gr.Markdown(EXPLANATION, elem_id="eval-explanation")
+
+    gr.Markdown("### Score a transcript\nType what was said and what a recogniser heard.")
+    with gr.Row():
+        stt_ref = gr.Textbox(label="Reference text", lines=2, elem_id="stt-eval-reference")
+        stt_hyp = gr.Textbox(label="Recognised text", lines=2, elem_id="stt-eval-hypothesis")
+    with gr.Row():
+        stt_norm = gr.Dropdown(list(NORMALIZERS), value=default_normalizer(),
+                               label="Text normaliser",
+                               elem_id="stt-eval-normalizer")
+        stt_run = gr.Button("Score", elem_id="stt-eval-run")
+    stt_out = gr.HTML("", elem_id="stt-eval-alignment")
+
+    gr.Markdown("### Batch\nUpload a CSV manifest (columns `text, reference, candidate`; the "
+                "candidate is optional and is then synthesised) together with the audio files "
+                "it names.")
+    batch_files = gr.File(file_count="multiple", label="Manifest (.csv) and audio files",
+                          elem_id="eval-batch-files")
+    batch_run = gr.Button("Evaluate batch", elem_id="eval-batch-run")
+    batch_verdict = gr.Markdown("", elem_id="eval-batch-verdict")
+    batch_table = gr.Dataframe(headers=_BATCH_COLUMNS,
+                               label="Batch results", interactive=False, wrap=True,
+                               elem_id="eval-batch-table")
+    batch_plot = gr.Plot(label="Batch summary", elem_id="eval-batch-plot")
+    batch_csv = gr.File(label="Results (.csv)", interactive=False, elem_id="eval-batch-csv")
+
+    def synthesize(text_value: str, engine_name: str | None):
+        request = SynthesisRequest(text=text_value, engine=engine_name or None, fmt="wav")
+        return services.synthesizer.run(request).audio
+
+    def transcriber():
+        if services.stt is None:
+            raise InputError("Speech recognition is not available in this build.")
+        return stt_transcriber(services.stt.get())
+
+    # -- single comparison ------------------------------------------------------------------
+    def on_evaluate(ref_path, cand_path, text_value, engine_name, round_trip_value, mfcc_v,
+                    dtw_v, mcd_v, f0_v, wer_v, norm_v,
+                    progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+        text_value = (text_value or "").strip()
+        if not ref_path:
+            raise gr.Error("Upload or record a reference clip first.")
+        if not cand_path and not text_value:
+            raise gr.Error("Upload a candidate clip, or type a text to synthesise one.")
+        try:
+            thresholds = _thresholds(mfcc_v, dtw_v, mcd_v, f0_v, wer_v)
+            progress(0.0, desc="Reading audio")
+            ref_audio = load(ref_path, max_seconds=MAX_CLIP_S)
+            if cand_path:
+                cand_audio = load(cand_path, max_seconds=MAX_CLIP_S)
+            else:
+                progress(0.1, desc="Synthesising the candidate")
+                cand_audio = synthesize(text_value, engine_name)
+            transcribe = None
+            if text_value and round_trip_value:
+                progress(0.3, desc="Loading the speech recogniser")
+                transcribe = transcriber()
+            progress(0.5, desc="Measuring")
+            report = compare(ref_audio, cand_audio, text=text_value or None,
+                             transcribe=transcribe, thresholds=thresholds,
+                             normalizer=norm_v or "basic")
+            progress(0.9, desc="Drawing")
+            figs = plots.all_figures(report)
+        except PipelineError as exc:
+            raise gr.Error(str(exc)) from None
+        except Exception:  # noqa: BLE001 - log it, show a readable message
+            logger.exception("evaluation failed")
+            raise gr.Error("Evaluation failed unexpectedly; the error was logged.") from None
+        verdict_md = (("**PASS** – every checked metric is within its threshold."
+                       if report.passed else
+                       "**FAIL** – " + ", ".join(m.label for m in report.failures) + ".")
+                      + f"  \nDesign verdict (MFCC similarity > 0.85): "
+                      f"**{'production ready' if report.production_ready else 'not ready'}**. "
+                      f"Computed in {report.compute_s:.2f} s.")
+        if report.notes:
+            verdict_md += "  \n" + "; ".join(report.notes) + "."
+        align = alignment_html(report.text) if report.text is not None else ""
+        return (verdict_md, report_rows(report), align, figs["heatmaps"], figs["dtw"],
+                figs["means"], figs["f0"])
+
+    run.click(on_evaluate,
+              inputs=[reference, candidate, text, engine, round_trip, min_mfcc, min_dtw, max_mcd,
+                      min_f0, max_wer, normalizer],
+              outputs=[verdict, table, alignment, plot_heatmaps, plot_dtw, plot_means, plot_f0],
+              concurrency_limit=1, concurrency_id="evaluate")
+
+    # -- transcript scoring -----------------------------------------------------------------
+    def on_score(ref_text, hyp_text, norm_v):
+        try:
+            return alignment_html(score_text(ref_text or "", hyp_text or "",
+                                             normalizer=norm_v or "basic"))
+        except PipelineError as exc:
+            raise gr.Error(str(exc)) from None
+
+    stt_run.click(on_score, inputs=[stt_ref, stt_hyp, stt_norm], outputs=[stt_out])
+
+    # -- batch ------------------------------------------------------------------------------
+    def on_batch(files, engine_name, round_trip_value, mfcc_v, dtw_v, mcd_v, f0_v, wer_v,
+                 norm_v, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+        paths = [Path(f if isinstance(f, str) else f.name) for f in (files or [])]
+        manifests = [p for p in paths if p.suffix.lower() == ".csv"]
+        if len(manifests) != 1:
+            raise gr.Error("Upload exactly one .csv manifest (plus the audio files it names).")
+        try:
+            thresholds = _thresholds(mfcc_v, dtw_v, mcd_v, f0_v, wer_v)
+            items = _run_batch(manifests[0], paths, engine_name, round_trip_value, thresholds,
+                               norm_v, progress)
+        except PipelineError as exc:
+            raise gr.Error(str(exc)) from None
+        rows, csv_text = _batch_table(items)
+        n_ok = sum(i.passed for i in items)
+        summary = f"**{n_ok} of {len(items)} passed.**"
+        errors = [i for i in items if i.error]
+        if errors:
+            summary += f" {len(errors)} row(s) could not be evaluated (see the table)."
+        csv_path = write_downloads("evaluation", {"csv": csv_text})[0]
+        return summary, rows, plots.batch_summary(items), csv_path
+
+    def _run_batch(manifest, paths, engine_name, round_trip_value, thresholds, norm_v, progress):
+        # Uploads arrive in separate temporary folders: gather them in one, by file name, so
+        # the manifest's relative paths (or bare names) resolve.
+        work = Path(tempfile.mkdtemp(prefix="speech-studio-batch-"))
+        try:
+            for p in paths:
+                shutil.copy(p, work / p.name)
+            rows = read_manifest(work / manifest.name)
+            fixed = []
+            for r in rows:
+                ref = r.reference if r.reference is None or r.reference.exists() \
+                    else work / r.reference.name
+                cand = r.candidate if r.candidate is None or r.candidate.exists() \
+                    else work / r.candidate.name
+                fixed.append(type(r)(line=r.line, text=r.text, reference=ref, candidate=cand))
+            transcribe = transcriber() if round_trip_value else None
+            return evaluate_manifest(
+                fixed, synthesize=lambda t: synthesize(t, engine_name), transcribe=transcribe,
+                thresholds=thresholds, normalizer=norm_v or "basic",
+                progress=lambda i, n: progress(i / max(n, 1), desc=f"Row {min(i + 1, n)} of {n}"))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    batch_run.click(on_batch,
+                    inputs=[batch_files, engine, round_trip, min_mfcc, min_dtw, max_mcd, min_f0,
+                            max_wer, normalizer],
+                    outputs=[batch_verdict, batch_table, batch_plot, batch_csv],
+                    concurrency_limit=1, concurrency_id="evaluate")
+
+
+_BATCH_KEYS = ("mfcc_similarity", "dtw_similarity", "mcd_db", "f0_correlation",
+               "duration_ratio", "wer")
+_BATCH_COLUMNS = ["line", "status", "problem", *_BATCH_KEYS, "text"]
+
+
+def _batch_table(items: list[ManifestItem]):
+    """(table for the page, CSV text). The page shows the problem first and a shortened text;
+    the CSV keeps the full text."""
+    import pandas as pd
+
+    records = []
+    for item in items:
+        rec = {"line": item.row.line, "status": item.status,
+               "problem": item.error or ", ".join(m.key for m in item.report.failures)}
+        values = {m.key: m.value for m in item.report.metrics} if item.report else {}
+        for k in _BATCH_KEYS:
+            v = values.get(k)
+            rec[k] = None if v is None else round(float(v), 3)
+        rec["text"] = item.row.text
+        records.append(rec)
+    frame = pd.DataFrame.from_records(records, columns=_BATCH_COLUMNS)
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL)
+    shown = frame.copy()
+    shown["text"] = [t if len(t) <= 50 else t[:49] + "…" for t in shown["text"]]
+    return shown, buf.getvalue()
