@@ -40,6 +40,24 @@ def _load_lexicon(settings: Settings) -> Lexicon:
         return Lexicon(path=path)
 
 
+def _warm_up_evaluation() -> None:
+    """The first MFCC/DTW/pitch analysis in a process pays ~2 s for librosa's compiled code;
+    pay it at start-up instead of in the first user's request."""
+    try:
+        import numpy as np
+
+        from webapp.pipeline.audio import Audio
+        from webapp.pipeline.evaluate import compare
+    except ImportError:
+        return
+    t = np.arange(16000) / 16000
+    tone = Audio((0.3 * np.sin(2 * np.pi * 150 * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))).astype(np.float32), 16000)
+    try:
+        compare(tone, tone)
+    except Exception as exc:  # noqa: BLE001 - a warm-up must never stop the app
+        logger.warning("evaluation warm-up failed: %s", exc)
+
+
 def build_services(settings: Settings, *, preload: bool = True, with_stt: bool = True) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     cache: SynthesisCache
@@ -65,5 +83,6 @@ def build_services(settings: Settings, *, preload: bool = True, with_stt: bool =
         tts.preload()
         if stt is not None and hasattr(stt, "preload"):
             stt.preload()
+        _warm_up_evaluation()
         logger.info("models loaded and warmed up in %.1f s", time.perf_counter() - t0)
     return services
