@@ -164,3 +164,15 @@ def test_round_trip_through_voice_and_recogniser():
         if not all(word in attempts[0] for word in words):
             attempts.append(hear(spoken))
         assert all(word in attempts[-1] for word in words), (written, spoken, attempts)
+
+
+@pytest.mark.parametrize("text", [
+    "1" * 5000, "1." + "1" * 5000, " " * 20_000, "1 " * 10_000, "H2" * 10_000, "x^" * 10_000,
+    "(" * 20_000, "a=" * 10_000, "1/" * 10_000, "1-" * 10_000, "½" * 20_000,
+], ids=lambda t: repr(t[:6]))
+def test_pathological_input_stays_fast(text):
+    """20,000 characters of a repeated pattern must not make any rule quadratic."""
+    t0 = time.perf_counter()
+    out = normalize(text)
+    assert time.perf_counter() - t0 < 2.0
+    assert isinstance(out, str)

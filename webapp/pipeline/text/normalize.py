@@ -652,6 +652,9 @@ def normalize(text: str) -> str:
     if not text:
         return ""
     text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", " ", text)
+    # A run of more than 30 digits is no quantity anyone says: read it digit by digit. Splitting
+    # it first also keeps every number rule linear (a 5,000-digit run made them quadratic).
+    text = re.sub(r"\d{31,}", lambda m: " ".join(m.group(0)), text)
     for rule, trigger in _RULES:
         if trigger is None or trigger.search(text):
             try:
@@ -660,5 +663,7 @@ def normalize(text: str) -> str:
                 # A pathological input ("10^" + 5,000 digits) skips one rule; it never fails
                 # the synthesis of a whole lesson.
                 logger.warning("normaliser rule %s skipped: %s", rule.__name__, exc)
-    text = re.sub(r"\s+([,.;:!?])", r"\1", text)
-    return re.sub(r"[ \t]+", " ", text).strip()
+    # Collapse spaces first: "\s+(?=punctuation)" on a long run of spaces is quadratic.
+    text = re.sub(r"[ \t]+", " ", text)
+    text = re.sub(r"\s([,.;:!?])", r"\1", text)
+    return text.strip()
