@@ -132,7 +132,9 @@ POWERS = {"2": "squared", "3": "cubed"}
 # --------------------------------------------------------------------------------------------
 # Number words
 
-_NUM = r"\d+(?:,\d{3})*(?:\.\d+)?"
+# Starts only at the beginning of a digit run and never gives digits back (possessive, Python
+# 3.11+): a regex that backtracks into a long digit run takes quadratic or exponential time.
+_NUM = r"(?<!\d)\d++(?:,\d{3})*(?:\.\d+)?"
 
 
 def _clean(words: str) -> str:
@@ -223,9 +225,13 @@ def _formulas(text: str) -> str:
         spoken = _spell_formula(token)
         return spoken if spoken is not None else token
 
-    # A formula-like token: element letters, digits, brackets, optional trailing charge.
-    return re.sub(r"(?<![\w^])(?:[A-Z][a-z]?|\d+|[()\[\]])*[A-Z][a-z]?(?:[A-Z][a-z]?|\d+|[()\[\]])*"
-                  r"(?:\^?\d*[+-](?![\w\d]))?(?![\w])", repl, text)
+    # A formula-like token: letters, digits, brackets, optional trailing charge; _spell_formula
+    # decides. (The token is matched possessively: nested quantifiers over digits, as in
+    # "(?:[A-Z]|\d+)*", backtrack exponentially on a long number.)
+    return _FORMULA_TOKEN.sub(repl, text)
+
+
+_FORMULA_TOKEN = re.compile(r"(?<![\w^])(?=[a-z0-9()\[\]]*+[A-Z])[A-Za-z0-9()\[\]]++(?:\^?\d*+[+-](?![\w\d]))?(?![\w])")
 
 
 def _unit_words(expr: str, plural: bool) -> str:
@@ -357,7 +363,7 @@ def _powers(text: str) -> str:
             return f"{base} to the {'minus ' if n < 0 else ''}{ordinal(abs(n))} power" if abs(n) > 3 or n < 0 else f"{base} to the power of {cardinal(exp)}"
         return f"{base} to the power of {exp}"
 
-    return re.sub(r"(\w+(?:\.\d+)?)\^\(?(-?\w+)\)?", repl, text)
+    return re.sub(r"(?<![\w.])(\w+(?:\.\d+)?)\^\(?(-?\w+)\)?", repl, text)
 
 
 def _functions(text: str) -> str:
