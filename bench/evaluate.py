@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from webapp.components import plots  # noqa: E402
 from webapp.pipeline import evaluate as ev  # noqa: E402
+from webapp.pipeline import features as feat  # noqa: E402
 from webapp.pipeline.audio import Audio, load  # noqa: E402
 
 LIBRIVOX = ROOT / "tests" / "data" / "speech" / "librivox"
@@ -42,7 +43,9 @@ def machine() -> dict:
                    Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    # The machine may be shared (other test runs): the load average says how much.
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def _fit(audio: Audio, seconds: float) -> Audio:
@@ -95,16 +98,16 @@ def main() -> int:
     cold_s = time.perf_counter() - t0
 
     r16, c16 = ev.prepare(ref), ev.prepare(cand)
-    rt, ct = ev._trim(r16), ev._trim(c16)
-    fr, fc = ev._frame_mfcc(rt.samples), ev._frame_mfcc(ct.samples)
+    rt, ct = feat.trim_silence(r16), feat.trim_silence(c16)
+    fr, fc = feat.frame_mfcc(rt.samples), feat.frame_mfcc(ct.samples)
     stages = {
         "resample + checks": lambda: (ev.prepare(ref), ev.prepare(cand)),
-        "design MFCC similarity": lambda: ev._cosine(ev.design_mfcc(r16.samples).mean(1),
-                                                     ev.design_mfcc(c16.samples).mean(1)),
-        "trim + frame MFCCs": lambda: (ev._frame_mfcc(ev._trim(r16).samples),
-                                       ev._frame_mfcc(ev._trim(c16).samples)),
+        "design MFCC similarity": lambda: ev._cosine(feat.design_mfcc(r16.samples).mean(1),
+                                                     feat.design_mfcc(c16.samples).mean(1)),
+        "trim + frame MFCCs": lambda: (feat.frame_mfcc(feat.trim_silence(r16).samples),
+                                       feat.frame_mfcc(feat.trim_silence(c16).samples)),
         "DTW + similarity + MCD": lambda: ev._align(fr, fc),
-        "pYIN pitch (both clips)": lambda: (ev._f0(rt.samples), ev._f0(ct.samples)),
+        "pYIN pitch (both clips)": lambda: (feat.f0_pyin(rt.samples), feat.f0_pyin(ct.samples)),
     }
     timings = {name: _time(fn, args.runs)[0] for name, fn in stages.items()}
     compare_s, report = _time(lambda: ev.compare(ref, cand), args.runs)
@@ -114,7 +117,8 @@ def main() -> int:
 
     m = machine()
     print(f"Evaluation benchmark — {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
-          f"median of {args.runs}; 10 s LibriVox reference vs 10 s {kind}")
+          f"load average {m['load_avg_1m']}, median of {args.runs}; 10 s LibriVox reference vs "
+          f"10 s {kind}")
     print(f"{'stage':34s} {'ms':>8s}")
     for name, s in timings.items():
         print(f"  {name:32s} {s * 1000:8.1f}")

@@ -28,6 +28,22 @@ def _open_tab(page) -> None:
     page.wait_for_selector("#eval-reference", state="visible", timeout=30_000)
 
 
+def _wait(page, expression: str, timeout_ms: int) -> None:
+    """``page.wait_for_function`` that, on a timeout, says what the page showed instead (error
+    toasts, progress), so a failure under load can be told from a broken handler."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(expression, timeout=timeout_ms)
+    except PlaywrightTimeout:
+        shown = page.evaluate(
+            "() => Array.from(document.querySelectorAll('[class*=toast], [class*=progress], "
+            "#eval-verdict, #eval-batch-verdict')).map(e => e.innerText.trim())"
+            ".filter(Boolean).join(' | ')")
+        raise AssertionError(f"timed out after {timeout_ms} ms waiting for {expression!r}; "
+                             f"the page shows: {shown or 'nothing'}") from None
+
+
 def test_evaluate_uploads_two_clips_and_plots(new_page):
     page = new_page()
     _open_tab(page)
@@ -42,10 +58,10 @@ def test_evaluate_uploads_two_clips_and_plots(new_page):
     # What the candidate says: the app's recogniser listens to it (round trip, WER).
     page.fill("#eval-text textarea", _text(CAND.name))
     page.locator("#eval-run").click()
-    page.wait_for_function(
-        "document.querySelectorAll('#eval-plot-heatmaps .js-plotly-plot, "
-        "#eval-plot-dtw .js-plotly-plot, #eval-plot-means .js-plotly-plot, "
-        "#eval-plot-f0 .js-plotly-plot').length === 4", timeout=90_000)
+    _wait(page,
+          "document.querySelectorAll('#eval-plot-heatmaps .js-plotly-plot, "
+          "#eval-plot-dtw .js-plotly-plot, #eval-plot-means .js-plotly-plot, "
+          "#eval-plot-f0 .js-plotly-plot').length === 4", 90_000)
     page.wait_for_function(
         "document.querySelector('#eval-table').innerText.includes('Aligned frame similarity')",
         timeout=10_000)
@@ -60,6 +76,7 @@ def test_evaluate_uploads_two_clips_and_plots(new_page):
     assert "Word error rate" in table
     page.wait_for_selector("#eval-alignment .align-equal", timeout=10_000)
     assert "WER" in page.inner_text("#eval-alignment")
+    assert not page.locator("#eval-synth-audio").is_visible()  # nothing was synthesised
     page.wait_for_timeout(500)
     page.screenshot(path=str(SCREENSHOT_DIR / "evaluate.png"), full_page=True)
 
@@ -72,12 +89,15 @@ def test_evaluate_uploads_two_clips_and_plots(new_page):
 
 
 def test_evaluate_batch_manifest(new_page, tmp_path):
-    """A manifest with one good row and one missing file: per-row results, plot, CSV."""
+    """A manifest with one good row, one missing file and one row naming a real file on the
+    server that was not uploaded (it must not be read): per-row results, plot, CSV."""
+    server_file = SPEECH / "sense_and_sensibility_01_austen_64kb-0920.wav"
     manifest = tmp_path / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows([["text", "reference", "candidate"],
                                   [_text(REF.name), REF.name, REF.name],
-                                  [_text(CAND.name), CAND.name, "gone.wav"]])
+                                  [_text(CAND.name), CAND.name, "gone.wav"],
+                                  [_text(REF.name), REF.name, str(server_file)]])
     page = new_page()
     _open_tab(page)
     page.uncheck("#eval-round-trip input")
@@ -92,12 +112,13 @@ def test_evaluate_batch_manifest(new_page, tmp_path):
             if attempt:
                 raise
     page.locator("#eval-batch-run").click()
-    page.wait_for_function(
-        "document.querySelector('#eval-batch-verdict').innerText.includes('passed')",
-        timeout=150_000)  # synthesis + two evaluations; slow on a loaded machine
-    assert "1 of 2 passed" in page.inner_text("#eval-batch-verdict")
+    # Synthesis + evaluations; slow on a loaded machine.
+    _wait(page, "document.querySelector('#eval-batch-verdict').innerText.includes('passed')",
+          150_000)
+    assert "1 of 3 passed" in page.inner_text("#eval-batch-verdict")
     table = page.inner_text("#eval-batch-table")
     assert "gone.wav" in table and "pass" in table and "error" in table
+    assert table.count("not uploaded") == 2  # matched by file name among the uploads only
     page.wait_for_selector("#eval-batch-plot .js-plotly-plot", timeout=15_000)
     page.wait_for_selector("#eval-batch-csv a", timeout=15_000)
     page.screenshot(path=str(SCREENSHOT_DIR / "evaluate-batch.png"), full_page=True)
@@ -112,11 +133,12 @@ def test_evaluate_synthesises_a_missing_candidate(new_page):
                            timeout=30_000)
     page.fill("#eval-text textarea", _text(REF.name))
     page.locator("#eval-run").click()
-    page.wait_for_function(
-        "document.querySelector('#eval-table').innerText.includes('Word error rate')",
-        timeout=90_000)
+    _wait(page, "document.querySelector('#eval-table').innerText.includes('Word error rate')",
+          90_000)
     table = page.inner_text("#eval-table")
     assert "Aligned frame similarity" in table
     page.wait_for_selector("#eval-alignment .align-equal", timeout=10_000)
     page.wait_for_selector("#eval-plot-dtw .js-plotly-plot", timeout=15_000)
+    # The synthesised candidate can be heard (a player appears only in this mode).
+    page.wait_for_selector("#eval-synth-audio", state="visible", timeout=10_000)
     page.screenshot(path=str(SCREENSHOT_DIR / "evaluate-synthesised.png"), full_page=True)

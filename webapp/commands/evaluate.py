@@ -129,11 +129,11 @@ def _run_pair(args, settings, thresholds, round_trip: bool) -> int:
 
 
 def _run_manifest(args, settings, thresholds, round_trip: bool) -> int:
-    from webapp.pipeline.evaluate import evaluate_manifest, read_manifest
+    from webapp.pipeline.manifest import evaluate_manifest, read_manifest, relative_to
     from webapp.pipeline.synthesis import SynthesisRequest
 
     rows = read_manifest(args.manifest)
-    needs_tts = any(r.candidate is None and r.text for r in rows)
+    needs_tts = any(not r.candidate and r.text for r in rows)
     services = _services(settings, with_stt=round_trip) if (needs_tts or round_trip) else None
     synthesize = None
     if needs_tts and services is not None:
@@ -146,18 +146,16 @@ def _run_manifest(args, settings, thresholds, round_trip: bool) -> int:
         if not args.json and done < total:
             print(f"[{done + 1}/{total}] evaluating line {rows[done].line}", file=sys.stderr)
 
-    items = evaluate_manifest(rows, synthesize=synthesize, transcribe=transcribe,
-                              thresholds=thresholds, normalizer=args.normalizer, progress=progress)
-    passed = all(i.passed for i in items)
+    # Paths in the manifest are relative to its own folder (an operator's file on their machine).
+    report = evaluate_manifest(rows, locate=relative_to(args.manifest.parent),
+                               synthesize=synthesize, transcribe=transcribe,
+                               thresholds=thresholds, normalizer=args.normalizer,
+                               progress=progress)
     if args.json:
-        summary = {"passed": passed, "items": len(items),
-                   "failed": sum(i.status == "FAIL" for i in items),
-                   "errors": sum(i.status == "error" for i in items),
-                   "results": [i.to_dict() for i in items]}
-        sys.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(format_manifest(items))
-    return 0 if passed else 1
+        sys.stdout.write(format_manifest(report.items))
+    return 0 if report.passed else 1
 
 
 def _fmt(value) -> str:
@@ -170,9 +168,7 @@ def format_report(report) -> str:
     lines = [f"{'metric':44s} {'value':>9s} {'threshold':>10s}  verdict"]
     for m in report.metrics:
         label = f"{m.label}{f' ({m.unit})' if m.unit else ''}"
-        op = "" if m.threshold is None else (">= " if m.higher_is_better else "<= ")
-        thr = "-" if m.threshold is None else f"{op}{m.threshold:g}"
-        lines.append(f"{label:44s} {_fmt(m.value):>9s} {thr:>10s}  {m.verdict}")
+        lines.append(f"{label:44s} {_fmt(m.value):>9s} {m.threshold_label:>10s}  {m.verdict}")
     if report.text is not None:
         t = report.text
         lines.append(f"heard: {t.hypothesis!r} (S={t.substitutions} I={t.insertions} "

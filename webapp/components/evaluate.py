@@ -5,12 +5,8 @@ or run a manifest batch. Layout and events only; the numbers come from
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import gradio as gr
@@ -22,16 +18,19 @@ from webapp.pipeline.errors import InputError, PipelineError
 from webapp.pipeline.evaluate import (
     MAX_CLIP_S,
     NORMALIZERS,
-    ManifestItem,
     QualityReport,
     TextReport,
     Thresholds,
     compare,
     default_normalizer,
-    evaluate_manifest,
-    read_manifest,
     score_text,
     stt_transcriber,
+)
+from webapp.pipeline.manifest import (
+    ManifestReport,
+    evaluate_manifest,
+    read_manifest,
+    uploaded_files,
 )
 from webapp.pipeline.synthesis import SynthesisRequest
 from webapp.services import Services
@@ -74,10 +73,12 @@ def _fmt(value: float | None) -> str:
 def report_rows(report: QualityReport) -> list[list[str]]:
     rows = []
     for m in report.metrics:
-        thr = "–" if m.threshold is None else (("≥ " if m.higher_is_better else "≤ ")
-                                               + f"{m.threshold:g}")
+        thr = m.threshold_label
+        thr = "–" if thr == "-" else (thr.replace(">=", "≥").replace("<=", "≤")
+                                      .replace(" to ", " – "))
         unit = f" {m.unit}" if m.unit and m.value is not None else ""
-        rows.append([m.label, _fmt(m.value) + unit, thr, m.verdict, m.explanation])
+        verdict = "not checked" if m.passed is None else m.verdict
+        rows.append([m.label, _fmt(m.value) + unit, thr, verdict, m.explanation])
     return rows
 
 
@@ -149,8 +150,11 @@ def build_evaluate_tab(services: Services) -> None:
                                      elem_id="eval-normalizer")
     run = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
     verdict = gr.Markdown("", elem_id="eval-verdict")
+    synth_audio = gr.Audio(label="Synthesised candidate (what was compared)", interactive=False,
+                           visible=False, elem_id="eval-synth-audio")
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Metrics", interactive=False,
-                         wrap=True, elem_id="eval-table")
+                         wrap=True, column_widths=["24%", "11%", "10%", "7%", "48%"],
+                         max_height=620, elem_id="eval-table")
     alignment = gr.HTML("", elem_id="eval-alignment")
     with gr.Row():
         plot_heatmaps = gr.Plot(label="MFCC heatmaps", elem_id="eval-plot-heatmaps")
@@ -181,6 +185,8 @@ def build_evaluate_tab(services: Services) -> None:
     batch_verdict = gr.Markdown("", elem_id="eval-batch-verdict")
     batch_table = gr.Dataframe(headers=_BATCH_COLUMNS,
                                label="Batch results", interactive=False, wrap=True,
+                               column_widths=["5%", "6%", "25%", *["8%"] * len(_BATCH_KEYS),
+                                              "16%"],
                                elem_id="eval-batch-table")
     batch_plot = gr.Plot(label="Batch summary", elem_id="eval-batch-plot")
     batch_csv = gr.File(label="Results (.csv)", interactive=False, elem_id="eval-batch-csv")
@@ -207,6 +213,7 @@ def build_evaluate_tab(services: Services) -> None:
             thresholds = _thresholds(mfcc_v, dtw_v, mcd_v, f0_v, wer_v)
             progress(0.0, desc="Reading audio")
             ref_audio = load(ref_path, max_seconds=MAX_CLIP_S)
+            synthesized = not cand_path
             if cand_path:
                 cand_audio = load(cand_path, max_seconds=MAX_CLIP_S)
             else:
@@ -229,20 +236,26 @@ def build_evaluate_tab(services: Services) -> None:
             raise gr.Error("Evaluation failed unexpectedly; the error was logged.") from None
         verdict_md = (("**PASS** – every checked metric is within its threshold."
                        if report.passed else
-                       "**FAIL** – " + ", ".join(m.label for m in report.failures) + ".")
+                       "**FAIL** – outside the threshold: "
+                       + ", ".join(m.label for m in report.failures)
+                       + ". See *what it tells you* in the table.")
                       + f"  \nDesign verdict (MFCC similarity > 0.85): "
                       f"**{'production ready' if report.production_ready else 'not ready'}**. "
                       f"Computed in {report.compute_s:.2f} s.")
         if report.notes:
             verdict_md += "  \n" + "; ".join(report.notes) + "."
         align = alignment_html(report.text) if report.text is not None else ""
-        return (verdict_md, report_rows(report), align, figs["heatmaps"], figs["dtw"],
+        # Let the user hear a synthesised candidate; hide the player otherwise.
+        heard = (gr.Audio(value=(cand_audio.sample_rate, cand_audio.to_int16()), visible=True)
+                 if synthesized else gr.Audio(value=None, visible=False))
+        return (verdict_md, heard, report_rows(report), align, figs["heatmaps"], figs["dtw"],
                 figs["means"], figs["f0"])
 
     run.click(on_evaluate,
               inputs=[reference, candidate, text, engine, round_trip, min_mfcc, min_dtw, max_mcd,
                       min_f0, max_wer, normalizer],
-              outputs=[verdict, table, alignment, plot_heatmaps, plot_dtw, plot_means, plot_f0],
+              outputs=[verdict, synth_audio, table, alignment, plot_heatmaps, plot_dtw,
+                       plot_means, plot_f0],
               concurrency_limit=1, concurrency_id="evaluate")
 
     # -- transcript scoring -----------------------------------------------------------------
@@ -264,41 +277,27 @@ def build_evaluate_tab(services: Services) -> None:
             raise gr.Error("Upload exactly one .csv manifest (plus the audio files it names).")
         try:
             thresholds = _thresholds(mfcc_v, dtw_v, mcd_v, f0_v, wer_v)
-            items = _run_batch(manifests[0], paths, engine_name, round_trip_value, thresholds,
-                               norm_v, progress)
-        except PipelineError as exc:
-            raise gr.Error(str(exc)) from None
-        rows, csv_text = _batch_table(items)
-        n_ok = sum(i.passed for i in items)
-        summary = f"**{n_ok} of {len(items)} passed.**"
-        errors = [i for i in items if i.error]
-        if errors:
-            summary += f" {len(errors)} row(s) could not be evaluated (see the table)."
-        csv_path = write_downloads("evaluation", {"csv": csv_text})[0]
-        return summary, rows, plots.batch_summary(items), csv_path
-
-    def _run_batch(manifest, paths, engine_name, round_trip_value, thresholds, norm_v, progress):
-        # Uploads arrive in separate temporary folders: gather them in one, by file name, so
-        # the manifest's relative paths (or bare names) resolve.
-        work = Path(tempfile.mkdtemp(prefix="speech-studio-batch-"))
-        try:
-            for p in paths:
-                shutil.copy(p, work / p.name)
-            rows = read_manifest(work / manifest.name)
-            fixed = []
-            for r in rows:
-                ref = r.reference if r.reference is None or r.reference.exists() \
-                    else work / r.reference.name
-                cand = r.candidate if r.candidate is None or r.candidate.exists() \
-                    else work / r.candidate.name
-                fixed.append(type(r)(line=r.line, text=r.text, reference=ref, candidate=cand))
+            rows = read_manifest(manifests[0])
             transcribe = transcriber() if round_trip_value else None
-            return evaluate_manifest(
-                fixed, synthesize=lambda t: synthesize(t, engine_name), transcribe=transcribe,
+            # Files named in the manifest are looked up among this upload, by file name only:
+            # a manifest cannot point the server at any other file.
+            report = evaluate_manifest(
+                rows, locate=uploaded_files(p for p in paths if p not in manifests),
+                synthesize=lambda t: synthesize(t, engine_name), transcribe=transcribe,
                 thresholds=thresholds, normalizer=norm_v or "basic",
                 progress=lambda i, n: progress(i / max(n, 1), desc=f"Row {min(i + 1, n)} of {n}"))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        except PipelineError as exc:
+            raise gr.Error(str(exc)) from None
+        except Exception:  # noqa: BLE001 - log it, show a readable message
+            logger.exception("batch evaluation failed")
+            raise gr.Error("The batch failed unexpectedly; the error was logged.") from None
+        summary = f"**{report.n_passed} of {len(report.items)} passed.**"
+        if report.n_failed:
+            summary += f" {report.n_failed} fell short of a threshold (column *problem*)."
+        if report.n_errors:
+            summary += f" {report.n_errors} could not be evaluated (column *problem*)."
+        csv_path = write_downloads("evaluation", {"csv": report.to_csv()})[0]
+        return summary, batch_rows(report), plots.batch_summary(report.items), csv_path
 
     batch_run.click(on_batch,
                     inputs=[batch_files, engine, round_trip, min_mfcc, min_dtw, max_mcd, min_f0,
@@ -309,27 +308,20 @@ def build_evaluate_tab(services: Services) -> None:
 
 _BATCH_KEYS = ("mfcc_similarity", "dtw_similarity", "mcd_db", "f0_correlation",
                "duration_ratio", "wer")
-_BATCH_COLUMNS = ["line", "status", "problem", *_BATCH_KEYS, "text"]
+# Headers a reader understands; the CSV download keeps the metric keys.
+_BATCH_COLUMNS = ["line", "status", "problem", "MFCC similarity", "aligned similarity",
+                  "MCD (dB)", "pitch correlation", "duration ratio", "WER", "text"]
 
 
-def _batch_table(items: list[ManifestItem]):
-    """(table for the page, CSV text). The page shows the problem first and a shortened text;
-    the CSV keeps the full text."""
-    import pandas as pd
-
-    records = []
-    for item in items:
-        rec = {"line": item.row.line, "status": item.status,
-               "problem": item.error or ", ".join(m.key for m in item.report.failures)}
+def batch_rows(report: ManifestReport) -> list[list]:
+    """The page's table: the problem first, values rounded, long texts shortened (the CSV
+    download keeps everything)."""
+    rows = []
+    for item in report.items:
         values = {m.key: m.value for m in item.report.metrics} if item.report else {}
-        for k in _BATCH_KEYS:
-            v = values.get(k)
-            rec[k] = None if v is None else round(float(v), 3)
-        rec["text"] = item.row.text
-        records.append(rec)
-    frame = pd.DataFrame.from_records(records, columns=_BATCH_COLUMNS)
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL)
-    shown = frame.copy()
-    shown["text"] = [t if len(t) <= 50 else t[:49] + "…" for t in shown["text"]]
-    return shown, buf.getvalue()
+        text = item.row.text if len(item.row.text) <= 50 else item.row.text[:49] + "…"
+        rows.append([item.row.line, item.status, item.problem,
+                     *(None if values.get(k) is None else round(float(values[k]), 3)
+                       for k in _BATCH_KEYS),
+                     text])
+    return rows

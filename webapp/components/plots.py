@@ -5,14 +5,22 @@ No gradio here, so the benchmark and tests can build the figures without a UI.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from webapp.pipeline.evaluate import ManifestItem, QualityReport
+from webapp.pipeline.evaluate import QualityReport
+from webapp.pipeline.manifest import ManifestItem
 
 REF_COLOR = "#1f77b4"
 CAND_COLOR = "#ff7f0e"
+MAX_HEATMAP_COLUMNS = 600
+"""A heatmap column per MFCC frame would send ~40 numbers per 32 ms: a 10-minute clip became
+megabytes of JSON. Past this many frames, columns are averaged in groups (the metrics are not)."""
+MAX_LINE_POINTS = 4000
+
 _LAYOUT = dict(margin=dict(l=50, r=20, t=50, b=45), height=340, template="plotly_white",
                legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
 
@@ -21,6 +29,21 @@ def _features(report: QualityReport):
     if report.features is None:
         raise ValueError("this report has no feature arrays to plot")
     return report.features
+
+
+def _pool_columns(m: np.ndarray, group: int) -> np.ndarray:
+    if group <= 1:
+        return m
+    pad = (-m.shape[1]) % group
+    if pad:  # the last group is averaged over the frames it has
+        m = np.concatenate([m, np.full((m.shape[0], pad), np.nan)], axis=1)
+    return np.nanmean(m.reshape(m.shape[0], -1, group), axis=2)
+
+
+def _thin(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Every k-th point, so a line has at most ``MAX_LINE_POINTS`` (for display only)."""
+    step = int(np.ceil(len(arrays[0]) / MAX_LINE_POINTS)) if len(arrays[0]) else 1
+    return tuple(a[::step] for a in arrays)
 
 
 def mfcc_heatmaps(report: QualityReport) -> go.Figure:
@@ -37,7 +60,9 @@ def mfcc_heatmaps(report: QualityReport) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
                         subplot_titles=("Reference", "Candidate"))
     for col, m in ((1, a), (2, b)):
-        t = np.arange(m.shape[1]) * f.mfcc_hop_s
+        group = int(np.ceil(m.shape[1] / MAX_HEATMAP_COLUMNS))
+        m = _pool_columns(m, group).astype(np.float32)  # float32: half the JSON
+        t = (np.arange(m.shape[1]) * group + (group - 1) / 2) * f.mfcc_hop_s
         fig.add_trace(go.Heatmap(z=m, x=t, y=np.arange(1, m.shape[0] + 1), zmin=lo, zmax=hi,
                                  colorscale="Viridis", showscale=col == 2,
                                  colorbar=dict(title="z")), row=1, col=col)
@@ -68,6 +93,7 @@ def dtw_similarity(report: QualityReport, window: int = 15) -> go.Figure:
     sim = f.path_similarity
     w = max(1, min(window, len(sim)))
     smooth = np.convolve(sim, np.ones(w) / w, mode="same") if len(sim) else sim
+    t, sim, smooth = _thin(t, sim, smooth)
     fig = go.Figure([
         go.Scatter(x=t, y=sim, mode="lines", name="per frame", line=dict(color="#bbbbbb", width=1)),
         go.Scatter(x=t, y=smooth, mode="lines", name="smoothed", line=dict(color=REF_COLOR, width=2)),
@@ -94,8 +120,10 @@ def f0_contours(report: QualityReport) -> go.Figure:
                                  line=dict(color=color, width=2)))
     if len(f.f0_cand) and len(f.path):
         per = f.f0_hop_s / f.dtw_hop_s
-        ci = np.minimum((f.path[:, 1] / per).astype(int), len(f.f0_cand) - 1)
-        fig.add_trace(go.Scatter(x=f.path[:, 0] * f.dtw_hop_s, y=f.f0_cand[ci], mode="lines",
+        ci = (f.path[:, 1] / per).astype(int)
+        inside = ci < len(f.f0_cand)  # pitch covers at most the first MAX_F0_S seconds
+        t, y = _thin(f.path[inside, 0] * f.dtw_hop_s, f.f0_cand[ci[inside]])
+        fig.add_trace(go.Scatter(x=t, y=y, mode="lines",
                                  name="candidate, aligned", connectgaps=False,
                                  line=dict(color=CAND_COLOR, width=1, dash="dot")))
     corr = report.value("f0_correlation")
@@ -110,7 +138,7 @@ def all_figures(report: QualityReport) -> dict[str, go.Figure]:
             "dtw": dtw_similarity(report), "f0": f0_contours(report)}
 
 
-def batch_summary(items: list[ManifestItem]) -> go.Figure:
+def batch_summary(items: Sequence[ManifestItem]) -> go.Figure:
     """One bar per manifest row: DTW similarity (bars) and MCD (markers), failures in red."""
     ok = [i for i in items if i.report is not None]
     labels = [f"line {i.row.line}" for i in ok]
@@ -122,6 +150,8 @@ def batch_summary(items: list[ManifestItem]) -> go.Figure:
     fig.add_trace(go.Scatter(x=labels, y=mcd, mode="markers", marker=dict(size=10, color="#444"),
                              name="MCD (dB)"), secondary_y=True)
     fig.update_yaxes(title_text="aligned similarity", range=[0, 1.05], secondary_y=False)
-    fig.update_yaxes(title_text="MCD (dB)", secondary_y=True)
-    fig.update_layout(title="Batch results (green = pass, red = fail)", **_LAYOUT)
+    fig.update_yaxes(title_text="MCD (dB)", rangemode="tozero", secondary_y=True)
+    # A few rows would otherwise be drawn as page-wide bars.
+    fig.update_layout(title="Batch results (green = pass, red = fail)",
+                      bargap=0.5 if len(ok) > 3 else 0.8, **_LAYOUT)
     return fig

@@ -21,7 +21,9 @@ Two families:
 * **Text comparison** (``score_text``): WER, CER, substitutions / insertions / deletions of a
   hypothesis against a reference, with an optional normaliser (Whisper's English normaliser).
 
-Every metric becomes a ``MetricResult`` with pass/fail against ``Thresholds``.
+Every metric becomes a ``MetricResult`` with pass/fail against ``Thresholds``. The features
+themselves (MFCC, F0) come from ``webapp.pipeline.features``; batches of rows from a CSV
+manifest are in ``webapp.pipeline.manifest``.
 """
 
 from __future__ import annotations
@@ -31,51 +33,45 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from webapp.pipeline.audio import Audio
 from webapp.pipeline.errors import AudioError, InputError
+from webapp.pipeline.features import (
+    DESIGN_HOP_S,
+    F0_HOP_S,
+    FRAME_HOP_S,
+    FRAME_N_MELS,
+    MAX_F0_S,
+    SAMPLE_RATE_HZ,
+    design_mfcc,
+    f0_pyin,
+    frame_mfcc,
+    trim_silence,
+)
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE_HZ = 16_000
-"""The common rate every comparison runs at (the design's "common sample rate")."""
-
-N_MFCC = 40
 MAX_CLIP_S = 600.0
 """Longer clips are refused with a clear message (10 minutes)."""
 
 MIN_CLIP_S = 0.25
 """Shorter clips hold too few frames for any of the measures."""
 
-MAX_F0_S = 30.0
-"""pYIN is the slowest step; intonation is analysed on at most this much of each clip."""
-
 MAX_DTW_FRAMES = 3000
 """DTW is quadratic; past 30 s at a 10 ms hop, frames are averaged in groups to stay bounded."""
 
 SILENCE_DBFS = -60.0
 
-# Frame-wise analysis: 25 ms windows every 10 ms, the speech-processing convention.
-_FRAME_N_FFT = 512
-_FRAME_WIN = 400
-_FRAME_HOP = 160
-_FRAME_N_MELS = 40
-# F0 analysis: 64 ms windows every 20 ms (two MFCC frames), speech range 60-500 Hz.
-_F0_FRAME = 1024
-_F0_HOP = 320
-_F0_MIN_HZ = 60.0
-_F0_MAX_HZ = 500.0
 _MCD_ORDER = 24
 _K_MCD = 10.0 / np.log(10.0) * np.sqrt(2.0)
 # librosa MFCCs are orthonormal DCTs of 10*log10(mel power). The MCD formula expects true
 # cepstra of ln|X| (log|X(w)| = c0 + 2 sum c_n cos(n w)): that is the dB value times ln(10)/20,
 # divided by sqrt(2 * n_mels) to undo the orthonormal DCT scaling. Without this, MCD comes out
 # ~9x too large and cannot be compared with published figures (4-8 dB for TTS).
-_MFCC_TO_CEPSTRUM = np.log(10.0) / 20.0 / np.sqrt(2.0 * _FRAME_N_MELS)
+_MFCC_TO_CEPSTRUM = np.log(10.0) / 20.0 / np.sqrt(2.0 * FRAME_N_MELS)
 
 Normalizer = Literal["none", "basic", "whisper"]
 NORMALIZERS: tuple[str, ...] = ("basic", "whisper", "none")
@@ -115,10 +111,27 @@ class MetricResult:
     passed: bool | None = None
     """``None`` when there is no threshold or no value (not evaluated)."""
     explanation: str = ""
+    strict: bool = False
+    upper: float | None = None
+    """Upper bound of a two-sided check (duration ratio)."""
 
     @property
     def verdict(self) -> str:
         return {True: "pass", False: "FAIL", None: "-"}[self.passed]
+
+    @property
+    def threshold_label(self) -> str:
+        """What passes, as text: "> 0.85", "<= 6", "0.5 to 2", or "-" (not checked)."""
+        low, high = self.threshold, self.upper
+        if self.higher_is_better and low is not None and high is not None:
+            return f"{low:g} to {high:g}"
+        if self.higher_is_better and high is not None:
+            return f"<= {high:g}"
+        if low is None:
+            return "-"
+        if self.higher_is_better:
+            return f"{'>' if self.strict else '>='} {low:g}"
+        return f"{'<' if self.strict else '<='} {low:g}"
 
 
 @dataclass(frozen=True)
@@ -144,8 +157,10 @@ class TextReport:
 
 
 @dataclass(frozen=True)
-class Features:
-    """Arrays behind the report, for plots. Times are seconds from the trimmed clip start."""
+class FeatureArrays:
+    """Arrays behind the report, for plots. The design's MFCCs (and their means) cover the whole
+    clips; the DTW path and the F0 tracks start where the speech starts (silence at the ends
+    trimmed), so their times are seconds from there."""
 
     mfcc_ref: np.ndarray
     mfcc_cand: np.ndarray
@@ -166,7 +181,7 @@ class QualityReport:
     metrics: tuple[MetricResult, ...]
     reference_s: float
     candidate_s: float
-    features: Features | None = None
+    features: FeatureArrays | None = None
     text: TextReport | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     compute_s: float = 0.0
@@ -244,15 +259,22 @@ EXPLANATIONS = {
 
 
 def _check(key: str, label: str, value: float | None, unit: str, threshold: float | None,
-           higher_is_better: bool) -> MetricResult:
+           higher_is_better: bool, *, strict: bool = False,
+           upper: float | None = None) -> MetricResult:
+    """``threshold`` is the lower bound when ``higher_is_better`` (``upper`` an optional upper
+    bound for two-sided checks), else the upper bound."""
     passed: bool | None = None
-    if threshold is not None and value is not None and np.isfinite(value):
-        passed = bool(value >= threshold) if higher_is_better else bool(value <= threshold)
-    elif threshold is not None and value is not None:
-        passed = False  # NaN/inf with a threshold set: cannot vouch for it
+    if value is not None and (threshold is not None or upper is not None):
+        if not np.isfinite(value):
+            passed = False  # NaN/inf with a threshold set: cannot vouch for it
+        elif higher_is_better:
+            low_ok = threshold is None or (value > threshold if strict else value >= threshold)
+            passed = bool(low_ok and (upper is None or value <= upper))
+        else:
+            passed = bool(value < threshold if strict else value <= threshold)
     return MetricResult(key=key, label=label, value=value, unit=unit, threshold=threshold,
                         higher_is_better=higher_is_better, passed=passed,
-                        explanation=EXPLANATIONS.get(key, ""))
+                        explanation=EXPLANATIONS.get(key, ""), strict=strict, upper=upper)
 
 
 # ---------------------------------------------------------------------------- audio features
@@ -279,13 +301,6 @@ def prepare(audio: Audio, role: str = "clip") -> Audio:
     return audio.resample(SAMPLE_RATE_HZ)
 
 
-def design_mfcc(samples: np.ndarray) -> np.ndarray:
-    """The design's features: ``librosa.feature.mfcc(y, sr=16000, n_mfcc=40)``, defaults kept."""
-    import librosa
-
-    return librosa.feature.mfcc(y=samples, sr=SAMPLE_RATE_HZ, n_mfcc=N_MFCC)
-
-
 def mfcc_similarity(reference: Audio, candidate: Audio) -> float:
     """The design's metric exactly: cosine of the per-coefficient time means of 40 MFCCs."""
     ref = prepare(reference, "reference")
@@ -300,15 +315,6 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))
 
 
-def _frame_mfcc(samples: np.ndarray) -> np.ndarray:
-    """40 MFCCs on 25 ms / 10 ms frames (the frame-wise analysis behind DTW and MCD)."""
-    import librosa
-
-    return librosa.feature.mfcc(y=samples, sr=SAMPLE_RATE_HZ, n_mfcc=N_MFCC, n_fft=_FRAME_N_FFT,
-                                win_length=_FRAME_WIN, hop_length=_FRAME_HOP,
-                                n_mels=_FRAME_N_MELS, fmin=20.0, fmax=7600.0)
-
-
 def _pool(frames: np.ndarray, factor: int) -> np.ndarray:
     if factor <= 1:
         return frames
@@ -316,27 +322,6 @@ def _pool(frames: np.ndarray, factor: int) -> np.ndarray:
     if n == 0:
         return frames.mean(axis=1, keepdims=True)
     return frames[:, :n].reshape(frames.shape[0], -1, factor).mean(axis=2)
-
-
-def _trim(audio: Audio) -> Audio:
-    trimmed = audio.trim(top_db=40.0)
-    # A clip that is nearly all "edge" (a short burst) keeps its original samples.
-    return trimmed if trimmed.duration_s >= MIN_CLIP_S else audio
-
-
-def _f0(samples: np.ndarray) -> np.ndarray:
-    """pYIN F0 in Hz per 20 ms frame, NaN where unvoiced; at most ``MAX_F0_S`` analysed."""
-    import librosa
-
-    limit = int(MAX_F0_S * SAMPLE_RATE_HZ)
-    y = samples[:limit]
-    if len(y) < _F0_FRAME:
-        return np.full(1, np.nan)
-    f0, voiced, _ = librosa.pyin(y, fmin=_F0_MIN_HZ, fmax=_F0_MAX_HZ, sr=SAMPLE_RATE_HZ,
-                                 frame_length=_F0_FRAME, hop_length=_F0_HOP, center=True,
-                                 resolution=0.2, n_thresholds=50)
-    f0 = np.where(voiced, f0, np.nan)
-    return f0
 
 
 @dataclass(frozen=True)
@@ -379,9 +364,11 @@ def _align(ref_mfcc: np.ndarray, cand_mfcc: np.ndarray) -> _Aligned:
 def _f0_stats(f0_ref: np.ndarray, f0_cand: np.ndarray, path: np.ndarray,
               frames_per_f0: float) -> tuple[float | None, float | None, int]:
     """Log-F0 correlation and RMSE (cents) over DTW-path pairs voiced in both clips."""
-    ri = np.minimum((path[:, 0] / frames_per_f0).astype(int), len(f0_ref) - 1)
-    ci = np.minimum((path[:, 1] / frames_per_f0).astype(int), len(f0_cand) - 1)
-    a, b = f0_ref[ri], f0_cand[ci]
+    ri = (path[:, 0] / frames_per_f0).astype(int)
+    ci = (path[:, 1] / frames_per_f0).astype(int)
+    # Pitch covers at most MAX_F0_S of each clip: path pairs past either end are left out.
+    inside = (ri < len(f0_ref)) & (ci < len(f0_cand))
+    a, b = f0_ref[ri[inside]], f0_cand[ci[inside]]
     both = np.isfinite(a) & np.isfinite(b)
     n = int(both.sum())
     if n < 5:
@@ -504,8 +491,9 @@ def compare(
     mfcc_sim = _cosine(mean_ref, mean_cand)
 
     # 2. Frame-wise metrics on speech only (leading/trailing silence would dominate the path).
-    ref_t, cand_t = _trim(ref), _trim(cand)
-    f_ref, f_cand = _frame_mfcc(ref_t.samples), _frame_mfcc(cand_t.samples)
+    ref_t = trim_silence(ref, min_s=MIN_CLIP_S)
+    cand_t = trim_silence(cand, min_s=MIN_CLIP_S)
+    f_ref, f_cand = frame_mfcc(ref_t.samples), frame_mfcc(cand_t.samples)
     aligned = _align(f_ref, f_cand)
     if aligned.factor > 1:
         notes.append(f"long clips: frames averaged in groups of {aligned.factor} for alignment")
@@ -517,17 +505,19 @@ def compare(
     f0_corr = f0_rmse = None
     f0_ref = f0_cand = np.zeros(0)
     if with_f0:
-        f0_ref, f0_cand = _f0(ref_t.samples), _f0(cand_t.samples)
-        frames_per_f0 = _F0_HOP / _FRAME_HOP / aligned.factor
+        track_ref, track_cand = f0_pyin(ref_t.samples), f0_pyin(cand_t.samples)
+        f0_ref, f0_cand = track_ref.f0_hz, track_cand.f0_hz
+        frames_per_f0 = F0_HOP_S / FRAME_HOP_S / aligned.factor
         f0_corr, f0_rmse, voiced = _f0_stats(f0_ref, f0_cand, aligned.path, frames_per_f0)
-        if max(ref_t.duration_s, cand_t.duration_s) > MAX_F0_S:
+        if track_ref.truncated or track_cand.truncated:
             notes.append(f"pitch analysed on the first {MAX_F0_S:.0f} s of each clip")
         if f0_corr is None:
             notes.append(f"too few frames voiced in both clips ({voiced}) for a pitch correlation")
 
     metrics = [
+        # Strictly greater, as the design's "production ready when > 0.85".
         _check("mfcc_similarity", "MFCC similarity (design, mean vectors)", mfcc_sim, "",
-               thresholds.min_mfcc_similarity, True),
+               thresholds.min_mfcc_similarity, True, strict=True),
         _check("dtw_similarity", "Aligned frame similarity (DTW)", dtw_sim, "",
                thresholds.min_dtw_similarity, True),
         _check("mcd_db", "Mel cepstral distortion (DTW)", mcd, "dB", thresholds.max_mcd_db, False),
@@ -536,12 +526,8 @@ def compare(
         _check("f0_rmse_cents", "Pitch distance (RMSE)", f0_rmse, "cents",
                thresholds.max_f0_rmse_cents, False),
         _check("duration_ratio", "Duration ratio (candidate / reference)", duration_ratio, "",
-               thresholds.min_duration_ratio, True),
+               thresholds.min_duration_ratio, True, upper=thresholds.max_duration_ratio),
     ]
-    # The duration check has two sides; fold the upper bound into the same row.
-    if thresholds.max_duration_ratio is not None and duration_ratio > thresholds.max_duration_ratio:
-        metrics[-1] = MetricResult(**{**metrics[-1].__dict__, "passed": False,
-                                      "threshold": thresholds.max_duration_ratio})
 
     text_report = None
     if text and transcribe is not None:
@@ -549,12 +535,11 @@ def compare(
         text_report = score_text(text, hypothesis, normalizer=normalizer)
         metrics.extend(text_metrics(text_report, thresholds))
 
-    hop_s = _FRAME_HOP / SAMPLE_RATE_HZ
-    features = Features(
-        mfcc_ref=d_ref, mfcc_cand=d_cand, mfcc_hop_s=512 / SAMPLE_RATE_HZ,
+    features = FeatureArrays(
+        mfcc_ref=d_ref, mfcc_cand=d_cand, mfcc_hop_s=DESIGN_HOP_S,
         mean_ref=mean_ref, mean_cand=mean_cand, path=aligned.path,
-        path_similarity=aligned.similarity, dtw_hop_s=hop_s * aligned.factor,
-        f0_ref=f0_ref, f0_cand=f0_cand, f0_hop_s=_F0_HOP / SAMPLE_RATE_HZ)
+        path_similarity=aligned.similarity, dtw_hop_s=FRAME_HOP_S * aligned.factor,
+        f0_ref=f0_ref, f0_cand=f0_cand, f0_hop_s=F0_HOP_S)
     return QualityReport(metrics=tuple(metrics), reference_s=reference.duration_s,
                          candidate_s=candidate.duration_s, features=features, text=text_report,
                          thresholds=thresholds, compute_s=time.perf_counter() - t0,
@@ -573,130 +558,3 @@ def stt_transcriber(stt_engine) -> Callable[[Audio], str]:
     def transcribe(audio: Audio) -> str:
         return stt_engine.transcribe(audio.resample(SAMPLE_RATE_HZ)).text
     return transcribe
-
-
-# ---------------------------------------------------------------------------- batch (manifest)
-
-MANIFEST_COLUMNS = ("text", "reference", "candidate")
-MAX_MANIFEST_ROWS = 500
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    line: int
-    """Line number in the CSV (the header is line 1), for messages."""
-    text: str
-    reference: Path | None
-    candidate: Path | None
-
-
-@dataclass(frozen=True)
-class ManifestItem:
-    row: ManifestRow
-    report: QualityReport | None = None
-    error: str | None = None
-    synthesized: bool = False
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None and self.report is not None and self.report.passed
-
-    @property
-    def status(self) -> str:
-        if self.error is not None:
-            return "error"
-        return "pass" if self.passed else "FAIL"
-
-    def to_dict(self) -> dict:
-        out: dict = {"line": self.row.line, "text": self.row.text,
-                     "reference": str(self.row.reference) if self.row.reference else None,
-                     "candidate": str(self.row.candidate) if self.row.candidate else None,
-                     "synthesized": self.synthesized, "status": self.status}
-        if self.error is not None:
-            out["error"] = self.error
-        if self.report is not None:
-            out.update(self.report.to_dict())
-        return out
-
-
-def read_manifest(source: str | Path) -> list[ManifestRow]:
-    """Rows of a CSV manifest with columns ``text, reference[, candidate]``; audio paths are
-    relative to the manifest's folder. Problems with the file itself raise ``InputError``;
-    problems with one row are left for ``evaluate_manifest`` to report per row."""
-    import csv
-
-    path = Path(source)
-    if not path.is_file():
-        raise InputError(f"Manifest not found: {path}.")
-    try:
-        content = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path.name} is not a UTF-8 text CSV file.") from exc
-    reader = csv.DictReader(content.splitlines())
-    columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-    if "reference" not in columns or "text" not in columns:
-        raise InputError(
-            f"{path.name} needs a header row with the columns text, reference and optionally "
-            f"candidate; found: {', '.join(columns) or 'nothing'}.")
-    base = path.parent
-    rows: list[ManifestRow] = []
-    for line, raw in enumerate(reader, start=2):
-        rec = {(k or "").strip().lower(): (v or "").strip() if isinstance(v, str) else ""
-               for k, v in raw.items()}
-        if not any(rec.values()):
-            continue  # blank line
-        ref = rec.get("reference", "")
-        cand = rec.get("candidate", "")
-        rows.append(ManifestRow(line=line, text=rec.get("text", ""),
-                                reference=(base / ref) if ref else None,
-                                candidate=(base / cand) if cand else None))
-        if len(rows) > MAX_MANIFEST_ROWS:
-            raise InputError(f"{path.name} has more than {MAX_MANIFEST_ROWS} rows; split it.")
-    if not rows:
-        raise InputError(f"{path.name} has no rows to evaluate.")
-    return rows
-
-
-def evaluate_manifest(
-    rows: list[ManifestRow],
-    *,
-    synthesize: Callable[[str], Audio] | None = None,
-    transcribe: Callable[[Audio], str] | None = None,
-    thresholds: Thresholds | None = None,
-    normalizer: str = "basic",
-    progress: Callable[[int, int], None] | None = None,
-) -> list[ManifestItem]:
-    """Evaluate every row; a bad row becomes an item with ``error`` and the rest go on.
-    Rows without a candidate are synthesised with ``synthesize(text)``."""
-    from webapp.pipeline.audio import load
-    from webapp.pipeline.errors import PipelineError
-
-    items: list[ManifestItem] = []
-    for i, row in enumerate(rows):
-        if progress is not None:
-            progress(i, len(rows))
-        synthesized = False
-        try:
-            if row.reference is None:
-                raise InputError("no reference audio in this row")
-            reference = load(row.reference, max_seconds=MAX_CLIP_S)
-            if row.candidate is not None:
-                candidate = load(row.candidate, max_seconds=MAX_CLIP_S)
-            elif not row.text:
-                raise InputError("no candidate audio and no text to synthesise one from")
-            elif synthesize is None:
-                raise InputError("no candidate audio, and no engine chosen to synthesise it")
-            else:
-                candidate = synthesize(row.text)
-                synthesized = True
-            report = compare(reference, candidate, text=row.text or None, transcribe=transcribe,
-                             thresholds=thresholds, normalizer=normalizer)
-            items.append(ManifestItem(row=row, report=report, synthesized=synthesized))
-        except PipelineError as exc:
-            items.append(ManifestItem(row=row, error=str(exc), synthesized=synthesized))
-        except Exception as exc:  # noqa: BLE001 - one broken row must not stop the batch
-            logger.exception("manifest line %d failed", row.line)
-            items.append(ManifestItem(row=row, error=f"unexpected error: {exc}"))
-    if progress is not None:
-        progress(len(rows), len(rows))
-    return items
