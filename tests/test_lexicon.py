@@ -71,12 +71,43 @@ def test_edit_changes_synthesis_cache_key(tmp_path):
     text = "Mister Nguyen teaches chemistry."
     first = services.synthesizer.run(SynthesisRequest(text=text))
     assert services.synthesizer.run(SynthesisRequest(text=text)).cache_hit
-    services.lexicon.replace([LexiconEntry("Nguyen", "win")])
+    # A much longer respelling, so the engine's small run-to-run duration jitter cannot hide it.
+    services.lexicon.replace([LexiconEntry("Nguyen", "win, of the long respelled family name")])
     services.lexicon.save()
     edited = services.synthesizer.run(SynthesisRequest(text=text))
     assert not edited.cache_hit
-    assert "win" in services.synthesizer.preview(text)
-    assert abs(edited.audio_s - first.audio_s) > 0.05  # a different word was spoken
+    assert "win, of the long respelled family name" in services.synthesizer.preview(text)
+    assert edited.audio_s > first.audio_s + 0.5  # the respelling was spoken
     # The saved lexicon is there after a restart.
     restarted = build_services(Settings(data_dir=tmp_path), preload=False, with_stt=False)
     assert restarted.lexicon.version == services.lexicon.version
+
+
+def test_one_pass_a_respelling_is_never_rewritten():
+    lex = Lexicon([LexiconEntry("ATP", "adenosine triphosphate", True), LexiconEntry("adenosine", "a-DEN-o-seen")])
+    assert lex.apply("ATP contains adenosine.") == "adenosine triphosphate contains a-DEN-o-seen."
+
+
+def test_csv_round_trip_keeps_commas_quotes_and_unicode():
+    entries = [LexiconEntry("Schrödinger", "SHROH-ding-er"), LexiconEntry('"Ca(OH)2"', "slaked lime, wet"),
+               LexiconEntry("μ", "mew", True)]
+    again = Lexicon.parse_csv(Lexicon(entries).to_csv())
+    assert sorted(again, key=lambda e: e.term) == sorted(entries, key=lambda e: e.term)
+    assert Lexicon(again).apply("Schrödinger's μ") == "SHROH-ding-er's mew"
+
+
+def test_large_lexicon_is_fast_and_bounded():
+    import time
+
+    from webapp.pipeline.text.lexicon import MAX_CSV_CHARS, MAX_ENTRIES
+
+    lex = Lexicon([LexiconEntry(f"term{i}", f"respelling {i}", i % 3 == 0) for i in range(MAX_ENTRIES)])
+    text = ("The lesson mentions term5, Term77 and TERM1998 again. " * 400)[:20_000]
+    t0 = time.perf_counter()
+    out = lex.apply(text)
+    assert time.perf_counter() - t0 < 1.0  # one pass, not one regex per entry
+    assert out.startswith("The lesson mentions respelling 5, respelling 77 and TERM1998 again.")
+    with pytest.raises(InputError, match="limit is 2000"):
+        Lexicon([LexiconEntry(f"t{i}", "x") for i in range(MAX_ENTRIES + 1)])
+    with pytest.raises(InputError, match="characters long"):
+        Lexicon.parse_csv("a,b\n" * (MAX_CSV_CHARS // 4 + 1))

@@ -45,6 +45,16 @@ PROSE = [
     "Is it true? Yes, it is.",
     "Sodium and chlorine make table salt.",
     "Plants need light, water and air to grow.",
+    # capitals used for emphasis, dashes, slashes and Unicode prose are not maths or acronyms
+    "READ THIS CAREFULLY BEFORE THE EXPERIMENT.",
+    "WARNING: HOT SURFACE",
+    "The result - surprisingly - was good.",
+    "Paris – the capital – is big.",
+    "Each pupil and/or their parent signs; s/he must read it.",
+    "Ne and Ar are noble gases.",
+    "The X-ray, the T-shirt and the O-ring.",
+    "Zoë’s café serves crème brûlée.",
+    "I said: The answer is yes.",
 ]
 
 
@@ -99,6 +109,10 @@ def test_pause_marks():
     assert split_pauses("[pause 99s] x") == [MAX_PAUSE_S, "x"]
     assert split_pauses("[pause soon] x") == [1.0, "x"]
     assert split_pauses("no marks") == ["no marks"]
+    assert split_pauses("a [pause: 2 seconds] b [pause 0s] c") == ["a", 2.0, "b", "c"]
+    # marks with nothing between them are one pause, still capped
+    assert split_pauses("a [pause 1s] [pause 500ms] b [pause 8s][pause 8s]") == ["a", 1.5, "b", MAX_PAUSE_S]
+    assert split_pauses("an unclosed [pause 2s mark") == ["an unclosed [pause 2s mark"]
 
 
 def test_prepare_applies_pauses_then_normaliser():
@@ -148,6 +162,7 @@ def test_round_trip_through_voice_and_recogniser():
         ("The angle θ measures 30°.", ["theta", "degrees"]),
         ("Water is H2O.", ["two o"]),
         ("Einstein wrote E = mc^2 in 1905.", ["squared", "1905"]),  # Whisper writes years as digits
+        ("The density is 1 g/cm^3.", ["per cubic"]),
     ]
     def hear(spoken: str) -> str:
         samples = np.concatenate([c.audio_float_array for c in voice.synthesize(spoken)])

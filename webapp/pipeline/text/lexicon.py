@@ -23,6 +23,7 @@ from webapp.pipeline.errors import InputError
 MAX_ENTRIES = 2000
 MAX_TERM_CHARS = 100
 MAX_RESPELLING_CHARS = 200
+MAX_CSV_CHARS = 1_000_000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TRUE = {"1", "true", "yes", "y", "x"}
 
@@ -63,13 +64,15 @@ class Lexicon:
         # Later entries win over earlier ones for the same term.
         unique = {(e.term if e.case_sensitive else e.term.lower(), e.case_sensitive): e for e in checked}
         self._entries = list(unique.values())
-        # Longest terms first so "sodium chloride" wins over "sodium".
-        ordered = sorted(self._entries, key=lambda e: -len(e.term))
-        self._patterns = [
-            (re.compile(rf"(?<!\w){re.escape(e.term)}(?!\w)", 0 if e.case_sensitive else re.IGNORECASE),
-             e.respelling)
-            for e in ordered
-        ]
+        # One pass over the text with one alternation, longest terms first ("sodium chloride"
+        # wins over "sodium"), so a respelling is never rewritten by another entry and the cost
+        # does not grow with one regex pass per entry.
+        ordered = sorted(self._entries, key=lambda e: (-len(e.term), e.term))
+        self._exact = {e.term: e.respelling for e in self._entries if e.case_sensitive}
+        self._folded = {e.term.lower(): e.respelling for e in self._entries if not e.case_sensitive}
+        alternatives = "|".join(re.escape(e.term) if e.case_sensitive else f"(?i:{re.escape(e.term)})"
+                                for e in ordered)
+        self._pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)") if ordered else None
         canonical = json.dumps([[e.term, e.respelling, e.case_sensitive] for e in
                                 sorted(self._entries, key=lambda e: (e.term, e.case_sensitive))])
         self._version = hashlib.sha256(canonical.encode()).hexdigest()[:12] if self._entries else "0"
@@ -87,14 +90,28 @@ class Lexicon:
             self._set(entries)
 
     def apply(self, text: str) -> str:
-        for pattern, respelling in self._patterns:
-            text = pattern.sub(lambda _m, r=respelling: r, text)
-        return text
+        """Replace whole-word occurrences of each term by its respelling (one pass)."""
+        pattern, exact, folded = self._pattern, self._exact, self._folded  # one consistent snapshot
+        if pattern is None:
+            return text
+
+        def repl(m: re.Match) -> str:
+            word = m.group(0)
+            return exact.get(word) or folded.get(word.lower(), word)
+
+        return pattern.sub(repl, text)
 
     # -- CSV -----------------------------------------------------------------------------
     @staticmethod
     def parse_csv(text: str) -> list[LexiconEntry]:
-        rows = list(csv.reader(io.StringIO(text)))
+        if len(text) > MAX_CSV_CHARS:
+            raise InputError(f"The lexicon CSV is {len(text):,} characters long; the limit is "
+                             f"{MAX_CSV_CHARS:,} (at most {MAX_ENTRIES} entries).")
+        try:
+            rows = list(csv.reader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise InputError(f"The lexicon CSV cannot be read ({exc}); expected rows of "
+                             "term,respelling[,case_sensitive].") from None
         entries = []
         for i, row in enumerate(rows, start=1):
             if not row or all(not c.strip() for c in row):

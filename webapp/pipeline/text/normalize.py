@@ -1,23 +1,41 @@
 """Written lesson text -> speakable text, with science vocabulary (issue 5).
 
 Pure Python, deterministic and versioned: ``NORMALIZER_VERSION`` is part of the synthesis cache
-key, so changing any rule must bump it. Rules run in a fixed order, each a regular expression
-with a replacement function; numbers are spoken with num2words.
+key, so changing any rule must bump it (2: dates, times, ratios, equations, SI digit groups,
+shouted capitals, dashes, per-cubic units, linear-time regexes; 3: state symbols "(aq)",
+"f(x)", "3x", "dy/dx", "J/(mol·K)", limits, set and calculus symbols, grades "A*"). Rules run in a fixed order, each
+a regular expression with a replacement function and a cheap trigger, so plain prose skips most
+of them; number words come from num2words (cached).
 
 Why not NeMo text processing (nemo_text_processing's WFST grammars)? It is the most complete
-English normaliser, but it needs pynini/OpenFst (a compiled C++ dependency with no wheels for
-every platform), compiles its grammars at start-up (seconds to minutes), and knows little of
-chemistry ("H2O", "Ca(OH)2") or unit exponents ("m/s^2"), which are what lessons need most. A
-small, domain-aware rule set over num2words is faster (a 20,000-character lesson in a few
-milliseconds), dependency-light, and easy to extend with the lexicon.
+English normaliser, but it needs pynini/OpenFst (a compiled C++ dependency: pip wheels only for
+Linux x86_64, elsewhere conda or a source build), compiles or loads its grammars at start-up
+(seconds to minutes), and knows little of chemistry ("H2O", "Ca(OH)2") or unit exponents
+("m/s^2"), which are what lessons need most. A small, domain-aware rule set over num2words is
+faster (a 20,000-character lesson in tens of milliseconds), dependency-light, and easy to extend
+with the lexicon.
 
-Guards against over-eager rules: element symbols are only read as a formula inside a token that
-has a digit, a charge, brackets, or two or more element symbols and no lower-case run that could
-be a word; single-element words ("I", "A", "Be", "He", "No", "In", "Co.") pass through.
+Decisions (see tests/data/normalize_golden.tsv for the behaviour):
+- British spelling and conventions: "metres", "litres"; "24/11/2026" is day first (month first
+  only when the first number cannot be a month); "1,000" and SI "1 000" are both one thousand.
+- Element symbols are read as a formula only inside a token with a digit, a charge, brackets, or
+  two or more mixed-case symbols ("NaCl"), or as a lone symbol in a reaction with an arrow.
+  Words such as "I", "A", "Be", "He", "No", "In", "Co." and "Zn is a metal" pass through.
+- Upper-case words: 2-3 letters are spelled ("DNA" -> "D N A") unless they are common English
+  words ("HOT", "NOW"); longer ones only when they have no vowel ("HTML"); a mostly upper-case
+  piece ("READ THIS CAREFULLY") is left alone.
+- Inside an equation (a span with "="), short letter runs are products ("nRT" -> "n R T"), "m1"
+  is "m one" and a slash between variables is "over". Outside one, a spaced hyphen is a dash.
+- Sentence punctuation is kept and never created: decimal points, "e.g.", "2.0.1" and "p.m."
+  inside a sentence become words.
+- Whole numbers longer than 15 digits are read digit by digit. All regexes are linear in the
+  input (possessive quantifiers, Python 3.11+), and a rule that still fails on a pathological
+  input is skipped with a warning: ``normalize`` never raises.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
@@ -27,7 +45,7 @@ from num2words import num2words
 
 logger = logging.getLogger(__name__)
 
-NORMALIZER_VERSION = "2"
+NORMALIZER_VERSION = "3"
 
 # --------------------------------------------------------------------------------------------
 # Tables
@@ -58,8 +76,8 @@ SUBSCRIPTS = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
 
 ABBREVIATIONS = [
     (r"\bDr\.", "Doctor"), (r"\bMr\.", "Mister"), (r"\bMrs\.", "Missus"), (r"\bMs\.", "Miz"),
-    (r"\bProf\.", "Professor"), (r"\bSt\.(?=\s+[A-Z])", "Saint"), (r"\be\.g\.", "for example"),
-    (r"\bi\.e\.", "that is"), (r"\bvs\.?(?=\s)", "versus"), (r"\bapprox\.", "approximately"),
+    (r"\bProf\.", "Professor"), (r"\bSt\.(?=\s+[A-Z])", "Saint"), (r"\b[Ee]\.g\.", "for example"),
+    (r"\b[Ii]\.e\.", "that is"), (r"\bvs\.?(?=\s)", "versus"), (r"\bapprox\.", "approximately"),
     (r"\bFig\.", "Figure"), (r"\bEq\.", "Equation"), (r"\bcf\.", "compare"),
     (r"\bNo\.(?=\s*\d)", "number"), (r"\bca\.(?=\s*\d)", "circa"), (r"\bpH\b", "P H"),
 ]
@@ -152,6 +170,7 @@ def digits(text: str) -> str:
     return " ".join(DIGIT_WORDS[unicodedata.digit(d)] for d in text)
 
 
+@functools.lru_cache(maxsize=4096)
 def cardinal(text: str) -> str:
     """'1,250.75' -> 'one thousand two hundred and fifty point seven five' (no commas)."""
     raw = text.replace(",", "")
@@ -167,12 +186,14 @@ def cardinal(text: str) -> str:
     return ("minus " if negative else "") + words
 
 
+@functools.lru_cache(maxsize=4096)
 def ordinal(n: int) -> str:
     if n >= 10**MAX_WORDED_DIGITS:
         return f"number {digits(str(n))}"
     return _clean(num2words(n, to="ordinal"))
 
 
+@functools.lru_cache(maxsize=4096)
 def year(n: int) -> str:
     return _clean(num2words(n, to="year")).replace("oh-", "oh ")
 
@@ -183,11 +204,6 @@ def _is_one(text: str) -> bool:
 
 # --------------------------------------------------------------------------------------------
 # Rules
-
-def _sub(pattern: str, repl: str | Callable[[re.Match], str], flags: int = 0):
-    regex = re.compile(pattern, flags)
-    return lambda text: regex.sub(repl, text)
-
 
 def _spell_formula(token: str) -> str | None:
     """'H2SO4' -> 'H two S O four'; None when the token is not a formula."""
@@ -220,17 +236,32 @@ def _spell_formula(token: str) -> str | None:
 
 
 def _formulas(text: str) -> str:
+    # In a reaction ("Zn + 2HCl → ZnCl2 + H2") a lone symbol is an element too; in prose "Zn"
+    # or "Co" stays a word.
+    reaction = _REACTION.search(text) is not None
+
     def repl(m: re.Match) -> str:
         token = m.group(0)
-        spoken = _spell_formula(token)
-        return spoken if spoken is not None else token
+        if reaction and token in ELEMENTS and len(token) == 2:
+            return " ".join(token.upper())
+        state = _STATE.search(token)  # "NaCl(aq)"
+        spoken = _spell_formula(token[:state.start()] if state else token)
+        if spoken is None:
+            return token
+        return f"{spoken} {STATES[state.group(1)]}" if state else spoken
+
+    text = _FORMULA_TOKEN.sub(repl, text)
+    # a state after a charge: "Na+(aq)" -> "N A plus aqueous"
+    return re.sub(r"(?:(?<=plus)|(?<=minus))\((aq|s|l|g)\)(?!\w)", lambda m: " " + STATES[m.group(1)], text)
 
     # A formula-like token: letters, digits, brackets, optional trailing charge; _spell_formula
     # decides. (The token is matched possessively: nested quantifiers over digits, as in
     # "(?:[A-Z]|\d+)*", backtrack exponentially on a long number.)
-    return _FORMULA_TOKEN.sub(repl, text)
 
 
+STATES = {"aq": "aqueous", "s": "solid", "l": "liquid", "g": "gas"}
+_STATE = re.compile(r"\((aq|s|l|g)\)$")
+_REACTION = re.compile(r"→|⟶|⇌|\s->\s")
 _FORMULA_TOKEN = re.compile(r"(?<![\w^])(?=[a-z0-9()\[\]]*+[A-Z])[A-Za-z0-9()\[\]]++(?:\^?\d*+[+-](?![\w\d]))?(?![\w])")
 
 
@@ -262,6 +293,7 @@ _UNIT_EXPR = rf"(?:{_UNIT_ALT})(?:\^-?\d+)?(?:/(?:{_UNIT_ALT})(?:\^-?\d+)?)*"
 
 
 def _units(text: str) -> str:
+    text = re.sub(rf"/\(\s*({_UNIT_ALT})\s*[·*⋅ ]\s*({_UNIT_ALT})\s*\)", r"/\1/\2", text)
     def repl(m: re.Match) -> str:
         article, number, unit = m.group(1) or "", m.group(2), m.group(3)
         # "a 9 V battery": after an article the quantity is an adjective ("a nine volt battery")
@@ -307,8 +339,13 @@ def _scientific(text: str) -> str:
 
     text = re.sub(rf"(-?{_NUM})\s*[×x*·]\s*10\^\(?([+-]?\d+)\)?(?:\s?({_UNIT_EXPR})(?![\w°]))?",
                   times_ten, text)
-    text = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([+-]?\d+)(?![\w.])", e_notation, text)
-    return re.sub(r"(?<![\w.])10\^\(?([+-]?\d+)\)?", lambda m: f"ten to {power_words(m.group(1))}", text)
+    text = re.sub(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([+-]?\d+)(?!\w|\.\d)", e_notation, text)
+    def bare_power(m: re.Match) -> str:
+        words = f"ten to {power_words(m.group(1))}"
+        unit = _unit_words(m.group(2), plural=True) if m.group(2) else ""
+        return f"{words} {unit}" if unit else words + (f" {m.group(2)}" if m.group(2) else "")
+
+    return re.sub(rf"(?<![\w.])10\^\(?([+-]?\d+)\)?(?:\s?({_UNIT_EXPR})(?![\w°]))?", bare_power, text)
 
 
 def _currency(text: str) -> str:
@@ -346,7 +383,7 @@ def _fractions(text: str) -> str:
             return f"{cardinal(str(a))} over {cardinal(str(b))}"
         return f"{cardinal(str(a))} {name}"
 
-    return re.sub(r"(?<![\w./])(\d{1,3})/(\d{1,3})(?![\w./])", repl, text)
+    return re.sub(r"(?<![\w./])(\d{1,3})/(\d{1,3})(?![\w/]|\.\d)", repl, text)
 
 
 def _powers(text: str) -> str:
@@ -382,13 +419,20 @@ def _equation_products(text: str) -> str:
 
 
 def _math_symbols(text: str) -> str:
+    text = re.sub(r"(?<![\w])([a-z])\s*(?:→|->)\s*(?=[-−]?\d|∞)", r"\1 tends to ", text)  # limits
+    text = re.sub(r"(=\s*)[−-](?=[A-Za-z(])", r"\1minus ", text)  # "F = -kx"
+    text = re.sub(r"∛\s*", " the cube root of ", text)
     text = re.sub(r"√\s*\(\s*([^()]{1,40}?)\s*\)", r" the square root of \1 ", text)
     text = re.sub(r"√\s*", " the square root of ", text)
     for sym, word in (("≤", "is less than or equal to"), ("≥", "is greater than or equal to"),
                       ("≠", "is not equal to"), ("≈", "is approximately"), ("±", "plus or minus"),
                       ("×", "times"), ("÷", "divided by"), ("⇌", "is in equilibrium with"),
                       ("→", "yields"), ("⟶", "yields"), ("∞", "infinity"), ("∝", "is proportional to"),
-                      ("∑", "the sum of"), ("∆", "delta"), ("·", "times")):
+                      ("∑", "the sum of"), ("∆", "delta"), ("·", "times"),
+                      ("∫", "the integral of"), ("∂", "partial"), ("∇", "del"), ("∈", "is in"),
+                      ("∉", "is not in"), ("ℝ", "the real numbers"), ("∴", "therefore"),
+                      ("∵", "because"), ("≡", "is identical to"), ("≪", "is much less than"),
+                      ("≫", "is much greater than")):
         text = text.replace(sym, f" {word} ")
     text = re.sub(r"\s->\s", " yields ", text)
     text = re.sub(r"(?<=[\w)])\s*=\s*(?=[\w(−-])|\s=\s", " equals ", text)
@@ -400,7 +444,8 @@ def _math_symbols(text: str) -> str:
     # between operands: numbers, single-letter variables, brackets, powers.
     text = re.sub(r"(?:(?<=\d)|(?<=\))|(?<!\w[A-Za-z])(?<=[A-Za-z])|(?<=squared)|(?<=cubed)|(?<=power))"
                   r"\s+[−-]\s+(?=\d|\(|[A-Za-z](?!\w))", " minus ", text)
-    text = re.sub(r"(?<=\w)\s*\*\s*(?=\w)", " times ", text)
+    text = re.sub(r"(?<![\w*])([A-E])\*(?![\w*])", r"\1 star", text)  # the grade "A*"
+    text = re.sub(r"(?<=\w)(?:\*|\s+\*\s+)(?=\w)", " times ", text)
     text = re.sub(r"(?<=\d)\s*/\s*(?=\d)", " divided by ", text)
     return text
 
@@ -493,7 +538,8 @@ def _unicode(text: str) -> str:
     # "1½" -> "1 and one half"
     text = _VULGAR.sub(lambda m: (f"{m.group(1)} and " if m.group(1) else " ")
                        + VULGAR_FRACTIONS[m.group(2)] + " ", text)
-    text = re.sub(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+", lambda m: "^" + m.group(0).translate(SUPERSCRIPTS), text)
+    text = re.sub(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻]+(?=(\w?))", lambda m: "^" + m.group(0).translate(SUPERSCRIPTS)
+                  + (" " if m.group(1) else ""), text)  # "I²R" -> "I^2 R"
     text = text.translate(SUBSCRIPTS)
     return text.replace("−", "-").replace("–", "–").replace("\u00a0", " ")
 
@@ -510,13 +556,15 @@ MONTHS = ("January February March April May June July August September October N
           "December").split()
 _MONTH_ALT = "|".join(m[:3] + (m[3:] and f"(?:{m[3:]}|\\.)?") for m in MONTHS)
 # Keep these as the first letters of the variable names in an equation ("y = sin x").
-_EQ_KEEP = frozenset(FUNCTIONS) | {"lim", "max", "min", "mod", "det", "the", "and", "for", "not", "per",
+_EQ_KEEP = frozenset(FUNCTIONS) | {"lim", "max", "min", "mod", "det", "the", "and", "for", "not", "per", "by",
                                    "one", "two", "six", "ten", "all", "any"}
 
 
 def _grouping(text: str) -> str:
-    """'1 000 000' (SI digit groups, also with thin or no-break spaces) -> '1000000'."""
-    return re.sub(r"(?<![\d.,])\d{1,3}(?:[ \u2009\u202f\u00a0]\d{3})+(?![\d.,]?\d)",
+    """'1 000 000' (SI digit groups, also with thin or no-break spaces) -> '1000000'; a list
+    written without spaces ("2,8,1") gets them, so it is not read as one number."""
+    text = re.sub(r"(?<=\d),(?=\d{1,2}(?!\d)|\d{4,})", ", ", text)
+    return re.sub(r"(?<![\w.,/^-])\d{1,3}(?:[ \u2009\u202f\u00a0]\d{3})+(?!\w|[.,/]\d)",
                   lambda m: re.sub(r"\D", "", m.group(0)), text)
 
 
@@ -585,10 +633,10 @@ def _dates_times(text: str) -> str:
 
 # A letter (any script) but not a superscript digit or a vulgar fraction, which \\w also matches.
 _L = r"[^\W\d_⁰¹²³⁴⁵⁶⁷⁸⁹½¼¾⅓⅔]"
-_EQ_TOKEN = (rf"(?:[½¼¾⅓⅔]?{_L}(?:{_L}|\d){{0,3}}|\d+(?:\.\d+)?)"
+_EQ_TOKEN = (rf"(?:[−-]?[½¼¾⅓⅔]?{_L}(?:{_L}|\d){{0,3}}|\d+(?:\.\d+)?{_L}?)"
              r"(?:\^\(?-?\w+\)?|[⁰¹²³⁴⁵⁶⁷⁸⁹⁻⁺]+)?")
 _EQ_JOIN = (r"(?:\s*[=+*/×÷·−-]\s*"
-            rf"|(?:(?<={_L})|(?<={_L}\d))\s+(?={_L}\d{{0,2}}(?![\w^])))")
+            rf"|(?:(?<![\w^]{_L})(?<={_L})|(?<![\w^]{_L}\d)(?<={_L}\d))\s+(?={_L}\d{{0,2}}(?![\w^])))")
 _EQUATION = re.compile(rf"(?<![\w^]){_EQ_TOKEN}(?:{_EQ_JOIN}{_EQ_TOKEN})+")
 
 
@@ -599,6 +647,9 @@ def _equations(text: str) -> str:
 
     def token(m: re.Match) -> str:
         letters, digits = m.group(1), m.group(2)
+        symbols = re.findall(r"[A-Z][a-z]?", letters)
+        if "".join(symbols) == letters and all(sym in ELEMENTS for sym in symbols):
+            return m.group(0)  # "Mg2", "NaCl": chemistry, read by _formulas
         if len(letters) > 1 and letters.lower() not in _EQ_KEEP and not letters.isupper() and (
                 len(letters) <= 3 or not letters.islower()):
             letters = " ".join(letters)
@@ -610,10 +661,22 @@ def _equations(text: str) -> str:
         eq = m.group(0)
         if "=" not in eq:
             return eq
+        eq = _DERIVATIVE.sub(r"d \1 by d \2", eq)
         eq = re.sub(rf"(?<![\w^])({_L}+)(\d*)(?![\w])", token, eq)
         return re.sub(rf"(?<={_L}|[)²³])\s*/\s*(?=[\w(])|(?<=\d)\s*/\s*(?={_L}|\()", " over ", eq)
 
     return _EQUATION.sub(span, text)
+
+
+_DERIVATIVE = re.compile(r"(?<!\w)d([a-z])/d([a-z])(?!\w)")
+
+
+def _algebra(text: str) -> str:
+    """'f(x)' -> 'f of x'; 'dy/dx' -> 'd y by d x'; 'Δy/Δx' -> 'Δy over Δx'; '3x' -> '3 x'."""
+    text = re.sub(r"(?<!\w)([fgh])\(\s*([a-z])\s*\)", r"\1 of \2", text)
+    text = _DERIVATIVE.sub(r"d \1 by d \2", text)
+    text = re.sub(r"(?<!\w)(Δ[a-z])/(Δ[a-z])(?!\w)", r"\1 over \2", text)
+    return re.sub(r"(?<![\w.])(\d+(?:\.\d+)?)([a-z])(?!\w)", r"\1 \2", text)
 
 
 def _words_slash(text: str) -> str:
@@ -627,7 +690,7 @@ _DIGIT = re.compile(r"\d")
 _RULES: list[tuple[Callable[[str], str], re.Pattern[str] | None]] = [
     (_equations, re.compile("=")),
     (_unicode, re.compile(r"[^\x00-\x7f]")),
-    (_grouping, re.compile(r"\d[ \u2009\u202f\u00a0]\d")),
+    (_grouping, re.compile(r"\d[ ,\u2009\u202f\u00a0]\d")),
     (_versions, re.compile(r"\d\.\d+\.\d")),
     (_abbreviations, re.compile(r"\.|pH|etc|vs")),
     (_dates_times, _DIGIT),
@@ -642,6 +705,7 @@ _RULES: list[tuple[Callable[[str], str], re.Pattern[str] | None]] = [
     (_powers, re.compile(r"\^")),
     (_equation_products, re.compile("=")),
     (_fractions, re.compile(r"\d/\d")),
+    (_algebra, re.compile(r"\d[a-z]|[fgh]\(|/")),
     (_words_slash, re.compile("/")),
     (_math_symbols, re.compile(r"[^\w\s.,;:!?'\"]")),
     (_ordinals, _DIGIT),
