@@ -202,30 +202,19 @@ class _Buffer:
         self.offset_s += n / SAMPLE_RATE_HZ
 
 
-class LocalAgreementTranscriber:
-    """The default live-caption policy (see the module docstring)."""
+class _Captioner:
+    """What both policies share: input conversion, the audio buffer, committed words, timing."""
 
-    def __init__(self, engine: STTEngine, options: StreamingOptions | None = None) -> None:
+    def __init__(self, engine: STTEngine, options: StreamingOptions) -> None:
         self.engine = engine
-        self.options = options or StreamingOptions()
+        self.options = options
         self._input = _Input()
-        self._vad = StreamingVAD()
-        self._probs: list[float] = []  # one per 32 ms window of the stream
         self._buffer = _Buffer()
         self._committed: list[Word] = []
-        self._pending: list[Word] = []
-        self._previous: list[Word] = []  # the hypothesis before the pending one
-        self._utterance_words = 0  # committed so far in the current utterance
         self._stream_s = 0.0
-        self._decoded_until_s = 0.0
-        self._decoded_audio_until_s = 0.0
         self._compute_s = 0.0
-        self._utterance_has_speech = False
-        self._utterance_from_s = 0.0  # VAD speech before this belongs to a finished utterance
-        self._prompt_words = 0  # committed words whose audio has left the buffer
         self.decodes = 0
 
-    # -- public -----------------------------------------------------------------------------
     @property
     def committed_words(self) -> list[Word]:
         return list(self._committed)
@@ -234,11 +223,34 @@ class LocalAgreementTranscriber:
     def compute_s(self) -> float:
         return self._compute_s
 
-    def push(self, chunk: Audio) -> CaptionUpdate:
-        started = time.perf_counter()
+    def _ingest(self, chunk: Audio) -> np.ndarray:
+        """Convert a browser chunk to 16 kHz mono, append it to the buffer, advance the clock."""
         samples = self._input.convert(chunk)
         self._buffer.samples = np.concatenate([self._buffer.samples, samples])
         self._stream_s += len(samples) / SAMPLE_RATE_HZ
+        return samples
+
+
+class LocalAgreementTranscriber(_Captioner):
+    """The default live-caption policy (see the module docstring)."""
+
+    def __init__(self, engine: STTEngine, options: StreamingOptions | None = None) -> None:
+        super().__init__(engine, options or StreamingOptions())
+        self._vad = StreamingVAD()
+        self._probs: list[float] = []  # one per 32 ms window of the stream
+        self._pending: list[Word] = []
+        self._previous: list[Word] = []  # the hypothesis before the pending one
+        self._utterance_words = 0  # committed so far in the current utterance
+        self._decoded_until_s = 0.0
+        self._decoded_audio_until_s = 0.0
+        self._utterance_has_speech = False
+        self._utterance_from_s = 0.0  # VAD speech before this belongs to a finished utterance
+        self._prompt_words = 0  # committed words whose audio has left the buffer
+
+    # -- public -----------------------------------------------------------------------------
+    def push(self, chunk: Audio) -> CaptionUpdate:
+        started = time.perf_counter()
+        samples = self._ingest(chunk)
         self._probs.extend(self._vad.feed(samples).tolist())
         new = self._step(final=False)
         return self._update(new, started)
@@ -429,34 +441,17 @@ class LocalAgreementTranscriber:
         )
 
 
-class OverlapTranscriber:
+class OverlapTranscriber(_Captioner):
     """Baseline: every ``window_s - overlap_s`` seconds decode the last ``window_s`` on its
     own and append the words that start after the last appended word (no pending text)."""
 
     def __init__(self, engine: STTEngine, options: StreamingOptions | None = None) -> None:
-        self.engine = engine
-        self.options = options or StreamingOptions(policy="overlap")
-        self._input = _Input()
-        self._buffer = _Buffer()
-        self._committed: list[Word] = []
-        self._stream_s = 0.0
+        super().__init__(engine, options or StreamingOptions(policy="overlap"))
         self._next_decode_s = self.options.window_s
-        self._compute_s = 0.0
-        self.decodes = 0
-
-    @property
-    def committed_words(self) -> list[Word]:
-        return list(self._committed)
-
-    @property
-    def compute_s(self) -> float:
-        return self._compute_s
 
     def push(self, chunk: Audio) -> CaptionUpdate:
         started = time.perf_counter()
-        samples = self._input.convert(chunk)
-        self._buffer.samples = np.concatenate([self._buffer.samples, samples])
-        self._stream_s += len(samples) / SAMPLE_RATE_HZ
+        self._ingest(chunk)
         new: list[Word] = []
         while self._stream_s >= self._next_decode_s - 1e-6:
             new += self._decode_window(self._next_decode_s)
