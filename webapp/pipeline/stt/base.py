@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from webapp.pipeline.audio import Audio
-from webapp.pipeline.errors import InputError
+from webapp.pipeline.errors import AudioError, InputError
 from webapp.pipeline.subtitles import Cue
 
 logger = logging.getLogger(__name__)
@@ -127,6 +127,44 @@ class STTEngine(Protocol):
         progress: ProgressFn | None = None,
     ) -> Transcript:
         ...
+
+
+class WhisperEngineBase:
+    """What both Whisper adapters share: input preparation, warm-up and the ``Transcript``
+    built from ``iter_segments`` (which each adapter implements)."""
+
+    name: str
+    model: str
+
+    def iter_segments(self, audio: Audio, options: TranscribeOptions) -> Iterator[Segment]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _prepared(audio: Audio, options: TranscribeOptions) -> Audio:
+        audio = prepare_audio(audio, options)
+        if not len(audio.samples):
+            raise AudioError("No audio to transcribe (0 samples).")
+        return audio
+
+    def warm_up(self) -> None:
+        self.transcribe(Audio.silence(1.0, SAMPLE_RATE_HZ),
+                        TranscribeOptions(beam_size=1, word_timestamps=False))
+
+    def transcribe(self, audio: Audio, options: TranscribeOptions | None = None,
+                   progress: ProgressFn | None = None) -> Transcript:
+        options = options or TranscribeOptions()
+        duration_s = audio.duration_s
+        segments = []
+        for seg in self.iter_segments(audio, options):
+            segments.append(seg)
+            if progress and duration_s > 0:
+                progress(min(1.0, seg.end_s / duration_s))
+        if progress:
+            progress(1.0)
+        text = " ".join(s.text.strip() for s in segments).strip()
+        return Transcript(text=text, segments=tuple(segments), language=options.language or "en",
+                          duration_s=duration_s, engine=self.name, model=self.model,
+                          options=options)
 
 
 def compression_ratio(text: str) -> float:

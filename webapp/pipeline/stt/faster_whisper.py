@@ -10,16 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from webapp.pipeline.audio import Audio
-from webapp.pipeline.errors import AudioError
 from webapp.pipeline.stt.base import (
-    SAMPLE_RATE_HZ,
-    ProgressFn,
     Segment,
     TranscribeOptions,
-    Transcript,
+    WhisperEngineBase,
     Word,
     keep_segment,
-    prepare_audio,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,7 +45,7 @@ def _fitting_model_class():
     return FittingWhisperModel
 
 
-class FasterWhisperEngine:
+class FasterWhisperEngine(WhisperEngineBase):
     name = "faster-whisper"
 
     def __init__(self, model: str, source: str | Path, *, compute_type: str = "int8",
@@ -65,14 +61,8 @@ class FasterWhisperEngine:
         )
         self.english_only = not self._model.model.is_multilingual
 
-    def warm_up(self) -> None:
-        self.transcribe(Audio.silence(1.0, SAMPLE_RATE_HZ),
-                        TranscribeOptions(beam_size=1, word_timestamps=False))
-
     def iter_segments(self, audio: Audio, options: TranscribeOptions) -> Iterator[Segment]:
-        audio = prepare_audio(audio, options)
-        if not len(audio.samples):
-            raise AudioError("No audio to transcribe (0 samples).")
+        audio = self._prepared(audio, options)
         local = self._model._local
         language = "en" if self.english_only else options.language
         kwargs = dict(
@@ -97,20 +87,6 @@ class FasterWhisperEngine:
                     yield out
         finally:
             local.frames = None
-
-    def transcribe(self, audio: Audio, options: TranscribeOptions | None = None,
-                   progress: ProgressFn | None = None) -> Transcript:
-        options = options or TranscribeOptions()
-        duration_s = audio.duration_s
-        segments = []
-        for seg in self.iter_segments(audio, options):
-            segments.append(seg)
-            if progress and duration_s > 0:
-                progress(min(1.0, seg.end_s / duration_s))
-        text = " ".join(s.text.strip() for s in segments).strip()
-        return Transcript(text=text, segments=tuple(segments), language=options.language or "en",
-                          duration_s=duration_s, engine=self.name, model=self.model,
-                          options=options)
 
 
 def _segment(seg) -> Segment:

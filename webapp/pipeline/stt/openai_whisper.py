@@ -14,23 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from webapp.pipeline.audio import Audio
-from webapp.pipeline.errors import AudioError
 from webapp.pipeline.stt.base import (
-    SAMPLE_RATE_HZ,
-    ProgressFn,
     Segment,
     TranscribeOptions,
-    Transcript,
+    WhisperEngineBase,
     Word,
     compression_ratio,
     keep_segment,
-    prepare_audio,
 )
 
 logger = logging.getLogger(__name__)
 
 
-class OpenAIWhisperEngine:
+class OpenAIWhisperEngine(WhisperEngineBase):
     name = "openai-whisper"
 
     def __init__(self, model: str, source: str | Path, *, download_root: Path | None = None,
@@ -57,16 +53,10 @@ class OpenAIWhisperEngine:
                 self._model.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
         self.english_only = not self._model.is_multilingual
 
-    def warm_up(self) -> None:
-        self.transcribe(Audio.silence(1.0, SAMPLE_RATE_HZ),
-                        TranscribeOptions(beam_size=1, word_timestamps=False))
-
     def iter_segments(self, audio: Audio, options: TranscribeOptions) -> Iterator[Segment]:
         import whisper
 
-        audio = prepare_audio(audio, options)
-        if not len(audio.samples):
-            raise AudioError("No audio to transcribe (0 samples).")
+        audio = self._prepared(audio, options)
         temperature = options.temperature
         decode = {"beam_size": options.beam_size, "best_of": options.best_of, "fp16": False,
                   "language": "en" if self.english_only else options.language}
@@ -91,14 +81,3 @@ class OpenAIWhisperEngine:
                                                   or compression_ratio(seg["text"])))
             if keep_segment(out, options):
                 yield out
-
-    def transcribe(self, audio: Audio, options: TranscribeOptions | None = None,
-                   progress: ProgressFn | None = None) -> Transcript:
-        options = options or TranscribeOptions()
-        segments = tuple(self.iter_segments(audio, options))
-        if progress:
-            progress(1.0)
-        text = " ".join(s.text.strip() for s in segments).strip()
-        return Transcript(text=text, segments=segments, language=options.language or "en",
-                          duration_s=audio.duration_s, engine=self.name, model=self.model,
-                          options=options)
