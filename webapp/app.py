@@ -14,12 +14,33 @@ from webapp.config import Settings, disable_telemetry
 
 logger = logging.getLogger(__name__)
 
-PLAYER_JS = (Path(__file__).parent / "components" / "player.js").read_text(encoding="utf-8")
+_COMPONENTS = Path(__file__).parent / "components"
+PAGE_JS = "\n".join((_COMPONENTS / name).read_text(encoding="utf-8")
+                    for name in ("player.js", "captions.js"))
 CSS = """
 #tts-metrics p { margin: 0.2em 0; }
 #live-status { font-weight: 600; color: var(--color-accent); }
 .committed-text { color: var(--body-text-color); }
 .pending-text { color: var(--body-text-color-subdued); font-style: italic; }
+.captions-box { font-size: 1.35em; line-height: 1.5; min-height: 5.5em; max-height: 16em;
+  overflow-y: auto; padding: 0.6em 0.8em; border: 1px solid var(--border-color-primary);
+  border-radius: 8px; }
+#live-panel .live-controls { display: flex; gap: 0.6em; align-items: center; }
+#live-panel .live-button { padding: 0.5em 1.4em; border-radius: 8px; font-weight: 600;
+  cursor: pointer; border: 1px solid var(--border-color-primary); }
+#live-panel .live-button.primary { background: var(--button-primary-background-fill);
+  color: var(--button-primary-text-color); }
+#live-panel .live-button.secondary { background: var(--button-secondary-background-fill);
+  color: var(--button-secondary-text-color); }
+#live-panel .live-button:disabled { opacity: 0.45; cursor: default; }
+#live-panel[data-recording="1"] #live-stop { outline: 2px solid #d33; }
+#live-level { flex: 1; height: 0.6em; background: var(--border-color-primary);
+  border-radius: 4px; overflow: hidden; }
+#live-level > span { display: block; height: 100%; width: 0; background: #2a9d4b;
+  transition: width 0.1s; }
+#live-state { margin-top: 0.6em; }
+#live-state[data-kind="error"] { color: #c0392b; font-weight: 600; }
+#live-state[data-kind="behind"] { color: #b9770e; font-weight: 600; }
 """
 TABS = (
     ("Synthesize", "webapp.components.synthesize", "build_synthesize_tab"),
@@ -58,13 +79,15 @@ def create_app(services):
     from fastapi import FastAPI
 
     from webapp.api import build_router
+    from webapp.live_captions import build_live_router
 
     app = FastAPI(title="Speech Studio", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.include_router(build_router(services))
+    app.include_router(build_live_router(services))
     blocks = build_blocks(services)
     return gr.mount_gradio_app(
         app, blocks, path="/", footer_links=["api", "settings"],
-        head=f"<script>{PLAYER_JS}</script>", css=CSS,
+        head=f"<script>{PAGE_JS}</script>", css=CSS,
         max_file_size="200mb", show_error=True,
     )
 

@@ -70,6 +70,8 @@ class Settings:
     default_stt_model: str = "tiny.en"
     max_transcribe_s: float = 3600.0
     stream_time_limit_s: float = 600.0
+    # Live-caption sessions at once (each has a decoding thread; decodes share the model).
+    max_live_sessions: int = 6
     stt_cpu_threads: int = 2
 
     @property
@@ -102,5 +104,6 @@ class Settings:
             default_stt_model=_env("DEFAULT_STT_MODEL", cls.default_stt_model),
             max_transcribe_s=float(_env("MAX_TRANSCRIBE_S", str(cls.max_transcribe_s))),
             stream_time_limit_s=float(_env("STREAM_TIME_LIMIT_S", str(cls.stream_time_limit_s))),
+            max_live_sessions=int(_env("MAX_LIVE_SESSIONS", str(cls.max_live_sessions))),
             stt_cpu_threads=int(_env("STT_CPU_THREADS", str(cls.stt_cpu_threads))),
         )

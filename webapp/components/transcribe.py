@@ -1,27 +1,20 @@
 """Transcribe tab: live microphone captions and file transcription with subtitle downloads.
 
-Layout and events only. Live captions: each 0.5 s microphone chunk goes to this session's
-streaming transcriber (kept in ``gr.State``, a new one per recording); committed text and the
-pending hypothesis are rendered distinctly. Files: decoded with limits, transcribed with
-progress, offered as TXT/SRT/VTT.
+Layout and events only. Live captions are a panel of plain HTML that ``components/captions.js``
+drives (microphone -> AudioWorklet -> the app's WebSocket ``webapp/live_captions.py``), because
+Gradio's streaming events drop microphone chunks while a handler is busy (issue 8); committed
+text and the pending hypothesis are rendered distinctly. Files: decoded with limits,
+transcribed with progress, offered as TXT/SRT/VTT.
 """
 
 from __future__ import annotations
 
-import html
 import logging
-import time
 
 import gradio as gr
 
 from webapp.components.downloads import write_downloads
 from webapp.pipeline.errors import PipelineError
-from webapp.pipeline.streaming import (
-    CaptionUpdate,
-    StreamingOptions,
-    chunk_from_browser,
-    make_transcriber,
-)
 from webapp.pipeline.stt.base import TranscribeOptions
 from webapp.pipeline.stt.files import (
     load_for_transcription,
@@ -32,24 +25,24 @@ from webapp.services import Services
 
 logger = logging.getLogger(__name__)
 
-POLICY_LABELS = [
-    ("Live captions (recommended): words settle within about a second", "local-agreement"),
-    ("Baseline: 1-second windows (for comparison)", "overlap"),
-]
-_BOX = ('<div class="captions-box" aria-live="polite" style="font-size:1.35em;line-height:1.5;'
-        'min-height:5.5em;max-height:16em;overflow-y:auto;padding:0.6em 0.8em;'
-        'border:1px solid var(--border-color-primary);border-radius:8px">')
-_EMPTY_CAPTIONS = _BOX + '<span class="pending-text">Captions appear here while you speak.</span></div>'
-
-
-
-def _captions_html(update: CaptionUpdate | None) -> str:
-    if update is None or not (update.committed_text or update.pending_text):
-        return _EMPTY_CAPTIONS
-    committed = html.escape(update.committed_text)
-    pending = html.escape(update.pending_text)
-    return (_BOX + f'<span class="committed-text" id="captions-committed">{committed}</span> '
-            f'<span class="pending-text" id="captions-pending">{pending}</span></div>')
+# The live panel is plain HTML driven by components/captions.js (AudioWorklet -> WebSocket ->
+# webapp/live_captions.py), not a Gradio streaming event: see that module for why.
+LIVE_PANEL = """
+<div id="live-panel" data-recording="0">
+  <div class="live-controls">
+    <button id="live-record" class="lg primary live-button" type="button">&#9679; Record</button>
+    <button id="live-stop" class="lg secondary live-button" type="button" disabled>&#9632; Stop</button>
+    <span id="live-level" title="Microphone level"><span></span></span>
+  </div>
+  <div id="live-state" data-kind="info" aria-live="polite">Press Record and allow the
+    microphone. Captions appear while you speak.</div>
+</div>
+"""
+CAPTIONS_BOX = """
+<div id="live-captions-text" class="captions-box" aria-live="polite">
+  <span class="pending-text">Captions appear here while you speak.</span>
+</div>
+"""
 
 
 def _write_outputs(texts: dict[str, str]) -> list[str]:
@@ -57,7 +50,6 @@ def _write_outputs(texts: dict[str, str]) -> list[str]:
 
 
 def build_transcribe_tab(services: Services) -> None:
-    settings = services.settings
     stt = services.stt
     if stt is None:
         gr.Markdown("Speech recognition is not available in this build.")
@@ -68,25 +60,20 @@ def build_transcribe_tab(services: Services) -> None:
     gr.Markdown(
         "### Live captions\n"
         "Press **Record** and speak: black words are final, grey words may still change. "
-        "Each recording starts a fresh transcript."
+        "Press **Stop** when you are done; each recording starts a fresh transcript."
     )
     with gr.Row():
         with gr.Column(scale=2):
-            mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy",
-                           label="Microphone", elem_id="live-mic")
+            gr.HTML(LIVE_PANEL, elem_id="live-mic")
             vocabulary = gr.Textbox(label="Names and terms to expect (optional)",
                                     placeholder="e.g. Dashwood, photosynthesis, Pythagoras",
                                     max_lines=2, max_length=500, elem_id="stt-vocabulary")
             with gr.Accordion("Caption options", open=False):
-                policy = gr.Radio(POLICY_LABELS, value="local-agreement", label="Caption method",
-                                  elem_id="live-policy")
-                live_denoise = gr.Checkbox(False, label="Reduce background noise",
-                                           elem_id="live-denoise")
+                gr.Checkbox(False, label="Reduce background noise (takes effect at the next "
+                            "Record)", elem_id="live-denoise")
         with gr.Column(scale=3):
             gr.Markdown("**Captions**")
-            captions = gr.HTML(_EMPTY_CAPTIONS, elem_id="live-captions")
-            live_status = gr.Markdown("", elem_id="live-caption-status")
-    live_state = gr.State(None)
+            gr.HTML(CAPTIONS_BOX, elem_id="live-captions")
 
     gr.Markdown("### Transcribe a recording\nUpload or record a lesson (wav, flac, mp3, ogg, m4a; "
                 f"up to {stt.stt.max_transcribe_s / 60:.0f} minutes) and download subtitles.")
@@ -114,46 +101,6 @@ def build_transcribe_tab(services: Services) -> None:
             words = gr.Dataframe(headers=["start (s)", "end (s)", "word", "confidence"],
                                  label="Word timings", interactive=False, max_height=240,
                                  elem_id="file-words")
-
-    # -- live captions ----------------------------------------------------------------------
-    def on_start():
-        return None, _EMPTY_CAPTIONS, "Listening…"
-
-    def on_chunk(chunk, state, vocabulary_text, policy_value, denoise_value):
-        if chunk is None:
-            return state, gr.skip(), gr.skip()
-        try:
-            options = StreamingOptions(policy=policy_value or "local-agreement",
-                                       vocabulary=(vocabulary_text or "").strip(),
-                                       denoise=bool(denoise_value))
-            if state is None or state["options"] != options:
-                state = {"options": options, "transcriber": make_transcriber(stt.get(), options),
-                         "started": time.monotonic()}
-            rate, data = chunk
-            update = state["transcriber"].push(chunk_from_browser(data, rate))
-        except PipelineError as exc:
-            raise gr.Error(str(exc)) from None
-        state["last"] = update
-        status = f"Listening… {update.stream_s:.0f} s"
-        return state, _captions_html(update), status
-
-    def on_stop(state):
-        if not state:
-            return state, gr.skip(), ""
-        try:
-            update = state["transcriber"].finish()
-        except PipelineError as exc:
-            raise gr.Error(str(exc)) from None
-        return state, _captions_html(update), f"Stopped after {update.stream_s:.0f} s."
-
-    mic.start_recording(on_start, outputs=[live_state, captions, live_status], queue=False)
-    mic.stream(
-        on_chunk, inputs=[mic, live_state, vocabulary, policy, live_denoise],
-        outputs=[live_state, captions, live_status], stream_every=0.5,
-        time_limit=int(stt.stt.stream_time_limit_s), concurrency_limit=settings.concurrency,
-        concurrency_id="live-captions", show_progress="hidden",
-    )
-    mic.stop_recording(on_stop, inputs=[live_state], outputs=[live_state, captions, live_status])
 
     # -- file transcription -----------------------------------------------------------------
     def on_transcribe(path, engine_name, model_name, vocabulary_text, denoise_value,
