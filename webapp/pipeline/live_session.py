@@ -16,6 +16,7 @@ never by skipping audio. Each status says how far behind it is, so the page can 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -132,9 +133,7 @@ class LiveSession:
                     stopping = self._stopping
                     received_s = self._received_s
                 if chunks:
-                    update = self._consume(chunks)
-                    if not stopping:
-                        self._report(update, received_s)
+                    self._report(self._consume(chunks), received_s)
                 if stopping:
                     started = time.perf_counter()
                     update = self.transcriber.finish()
@@ -156,13 +155,15 @@ class LiveSession:
         the last one to decode (one decode, however long the backlog was)."""
         pieces = _pieces(chunks, self.piece_s)
         update = None
+        new_words: list = []
         started = time.perf_counter()
         for i, piece in enumerate(pieces):
             update = self.transcriber.push(piece, decode=(i == len(pieces) - 1))
+            new_words.extend(update.new_words)  # an utterance end inside the backlog commits
             self._processed_s += piece.duration_s
         self._compute_s += time.perf_counter() - started
         assert update is not None
-        return update
+        return dataclasses.replace(update, new_words=tuple(new_words))
 
     def _report(self, update: CaptionUpdate, received_s: float, final: bool = False
                 ) -> LiveStatus:

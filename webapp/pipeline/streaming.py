@@ -210,6 +210,16 @@ class _Input:
                                                   dtype="float32", quality="HQ")
         return self._resampler.resample_chunk(chunk.samples, last=False).astype(np.float32)
 
+    def flush(self) -> np.ndarray:
+        """The resampler's last samples (its filter delay: about 30 ms at 48 kHz), at the end
+        of the stream, so the transcriber gets every sample."""
+        if self._resampler is None:
+            return np.zeros(0, dtype=np.float32)
+        tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        self._resampler = None
+        self._rate = None
+        return np.asarray(tail, dtype=np.float32)
+
 
 @dataclass
 class _Buffer:
@@ -250,6 +260,13 @@ class _Captioner:
     def compute_s(self) -> float:
         return self._compute_s
 
+    def _flush_input(self) -> np.ndarray:
+        samples = self._input.flush()
+        if len(samples):
+            self._buffer.samples = np.concatenate([self._buffer.samples, samples])
+            self._stream_s += len(samples) / SAMPLE_RATE_HZ
+        return samples
+
     def _ingest(self, chunk: Audio) -> np.ndarray:
         """Convert a browser chunk to 16 kHz mono, append it to the buffer, advance the clock."""
         samples = self._input.convert(chunk)
@@ -286,6 +303,9 @@ class LocalAgreementTranscriber(_Captioner):
     def finish(self) -> CaptionUpdate:
         """End of the recording: decode what is left and commit all of it."""
         started = time.perf_counter()
+        tail = self._flush_input()
+        if len(tail):
+            self._probs.extend(self._vad.feed(tail).tolist())
         new = self._step(final=True)
         return self._update(new, started)
 
@@ -539,6 +559,7 @@ class OverlapTranscriber(_Captioner):
 
     def finish(self) -> CaptionUpdate:
         started = time.perf_counter()
+        self._flush_input()
         new = self._decode_window(self._stream_s) if self._buffer.samples.size else []
         return self._update(new, started)
 
