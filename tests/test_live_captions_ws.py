@@ -136,3 +136,37 @@ def test_session_slots_are_limited_and_released(client):
     with client.websocket_connect("/api/live/captions") as third:
         third.send_text(json.dumps({"type": "start", "sample_rate": 16_000}))
         assert third.receive_json()["type"] == "ready"
+
+
+def test_time_limit_ends_the_recording_with_final_captions(tmp_path):
+    from webapp.config import Settings
+    from webapp.live_captions import build_live_router
+    from webapp.services import build_services
+
+    services = build_services(Settings(data_dir=tmp_path, stream_time_limit_s=2.0),
+                              preload=False)
+    app = FastAPI()
+    app.include_router(build_live_router(services))
+    frames = _pcm_frames(load(LIBRIVOX / CLIP, target_hz=16_000), 16_000, frame_s=0.5)
+    with TestClient(app) as client, client.websocket_connect("/api/live/captions") as ws:
+        ws.send_text(json.dumps({"type": "start", "sample_rate": 16_000}))
+        assert ws.receive_json()["type"] == "ready"
+        for frame in frames:
+            ws.send_bytes(frame)
+        message = ws.receive_json()
+        while not message.get("final"):
+            message = ws.receive_json()
+    assert message["type"] == "captions" and "limited to" in message["notice"]
+    assert message["received_s"] == pytest.approx(2.0)
+    assert message["committed"].lower().startswith("he might")
+
+
+def test_a_silent_client_is_closed(client, monkeypatch):
+    from webapp import live_captions
+
+    monkeypatch.setattr(live_captions, "IDLE_TIMEOUT_S", 0.5)
+    with client.websocket_connect("/api/live/captions") as ws:
+        ws.send_text(json.dumps({"type": "start", "sample_rate": 16_000}))
+        assert ws.receive_json()["type"] == "ready"
+        message = ws.receive_json()
+    assert message["type"] == "error" and "No audio" in message["message"]

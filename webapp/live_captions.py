@@ -16,7 +16,9 @@ Protocol (``/api/live/captions``; JSON text frames, binary audio frames):
 * client -> ``{"type": "stop"}`` (after the last audio frame)
 * server -> ``{"type": "captions", ...}`` after each decoding step, then one with ``"final": true``
   once everything received has been decoded and committed; then the server closes.
-* server -> ``{"type": "error", "message": "..."}`` and closes, for anything that went wrong.
+  At the recording's time limit the server ends it the same way, with a ``notice`` saying so.
+* server -> ``{"type": "error", "message": "..."}`` and closes, for anything that went wrong
+  (including 30 s without audio).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ START_TIMEOUT_S = 10.0
 MIN_RATE_HZ, MAX_RATE_HZ = 8_000, 192_000
 MAX_FRAME_S = 2.0
 """Largest audio frame accepted: the page sends 0.1 s at a time."""
+IDLE_TIMEOUT_S = 30.0
+"""A session that receives nothing for this long is closed (a microphone never pauses)."""
 AHEAD_SLACK_S = 5.0
 """Audio may arrive at most this far ahead of the wall clock (a microphone cannot): a client
 that sends faster is flooding, not speaking."""
@@ -142,17 +146,33 @@ async def _run_session(ws: WebSocket, services: Services, max_seconds: float) ->
     session = LiveSession(
         transcriber, lambda status: loop.call_soon_threadsafe(outbox.put_nowait, status),
         max_audio_s=max_seconds)
-    sender = asyncio.create_task(_send_statuses(ws, outbox))
+    extra: dict = {}
+    sender = asyncio.create_task(_send_statuses(ws, outbox, extra))
     await ws.send_json({"type": "ready", "max_seconds": max_seconds})
     opened = time.monotonic()
     stopped = False
+    notice = None
     try:
         while not sender.done():
-            message = await ws.receive()
+            try:
+                message = await asyncio.wait_for(ws.receive(), IDLE_TIMEOUT_S)
+            except TimeoutError:
+                session.cancel()
+                await _fail(ws, f"No audio for {IDLE_TIMEOUT_S:.0f} s: the recording was "
+                                "closed. Press Record to start again.")
+                break
             if message["type"] == "websocket.disconnect":
                 break
             data = message.get("bytes")
             if data is not None:
+                if session.received_s + len(data) / 2 / rate > max_seconds:
+                    # The recording's time limit: finish it properly (the captions so far
+                    # are final and kept), and say why it stopped.
+                    session.stop()
+                    stopped = True
+                    notice = (f"A recording is limited to {max_seconds / 60:.0f} minutes; "
+                              "press Record to go on with a new one.")
+                    break
                 error = _feed(session, data, rate, time.monotonic() - opened)
                 if error:
                     session.cancel()
@@ -164,6 +184,8 @@ async def _run_session(ws: WebSocket, services: Services, max_seconds: float) ->
                 stopped = True
                 break
         if stopped:
+            if notice:
+                extra["notice"] = notice
             await sender  # ends with the final status (everything decoded and committed)
             await ws.close()
     except WebSocketDisconnect:
@@ -220,7 +242,8 @@ def _is_stop(text: str | None) -> bool:
         return False
 
 
-async def _send_statuses(ws: WebSocket, outbox: asyncio.Queue[LiveStatus]) -> None:
+async def _send_statuses(ws: WebSocket, outbox: asyncio.Queue[LiveStatus], extra: dict
+                         ) -> None:
     """Forward the session's statuses; when several are waiting only the newest matters for
     the text, but every committed word is kept (the page logs when each word appeared)."""
     while True:
@@ -231,6 +254,8 @@ async def _send_statuses(ws: WebSocket, outbox: asyncio.Queue[LiveStatus]) -> No
             newer = status_message(status)
             newer["new_words"] = message["new_words"] + newer["new_words"]
             message = newer
+        if status.final:
+            message.update(extra)
         try:
             await ws.send_json(message)
             if status.error:

@@ -164,8 +164,9 @@
     if (msg.final) {
       st.final = true;
       const words = msg.committed ? msg.committed.split(/\s+/).length : 0;
-      finish(s, "Stopped. " + fmt(msg.received_s) + " of audio captioned (" + words +
-             " words). Press Record to start a new transcript.", "done");
+      finish(s, (msg.notice ? msg.notice + " " : "Stopped. ") + fmt(msg.received_s) +
+             " of audio captioned (" + words + " words). Press Record to start a new " +
+             "transcript.", msg.notice ? "behind" : "done");
       return;
     }
     if (s.stopping) return;
