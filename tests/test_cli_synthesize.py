@@ -14,6 +14,22 @@ from webapp.pipeline.audio import load
 TEXT = "Photosynthesis turns light into chemical energy. Plants store it as sugar."
 
 
+MAX_HEARD_WER = 0.7
+"""How far tiny.en may mishear Piper reading TEXT. Piper samples noise, so every run says TEXT
+a little differently, and tiny.en hears the second sentence as "plants store this sugar" or
+"plant story the sugar". Measured over 400 renderings: WER 0 in 103, 0.09-0.36 in 291,
+0.45-0.55 in 5, 0.64 once ("Photosynthesis" heard as "but a synthesis" as well); nothing
+said, noise or another sentence give 1.0."""
+
+
+def heard_wer(reference: str, heard: str) -> float:
+    import jiwer
+    from whisper.normalizers import EnglishTextNormalizer
+
+    norm = EnglishTextNormalizer()
+    return jiwer.wer(norm(reference), norm(heard))
+
+
 def _cli(args, data_dir, **kw):
     env = {**os.environ, "SPEECH_STUDIO_DATA_DIR": str(data_dir)}
     return subprocess.run([sys.executable, "-m", "webapp", *args], env=env, capture_output=True,
@@ -40,9 +56,8 @@ def test_synthesize_json_then_cache_hit(tmp_path, whisper_tiny):
 
     audio = load(out, target_hz=16000)
     segments, _ = whisper_tiny.transcribe(audio.samples, beam_size=5, language="en")
-    heard = " ".join(s.text for s in segments).lower()
-    for word in ("photosynthesis", "light", "chemical energy", "plants", "sugar"):
-        assert word in heard, heard
+    heard = " ".join(s.text for s in segments)
+    assert heard_wer(TEXT, heard) <= MAX_HEARD_WER, heard
 
     second = _cli(["synthesize", TEXT, "-o", str(out), "--json"], tmp_path / "data")
     assert second.returncode == 0, second.stderr

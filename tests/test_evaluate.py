@@ -388,7 +388,8 @@ def test_cli_manifest_synthesises_and_reports_rows(tmp_path, data_dir):
     assert status == ["pass", "error", "pass"], data
     assert data["results"][2]["synthesized"] and data["errors"] == 1
     assert data["results"][0]["text"]["wer"] <= 0.2  # tiny.en on the real recording
-    assert data["results"][2]["text"]["wer"] <= 0.5  # ... and on Piper
+    # ... and on Piper, whose noise makes every rendering differ: 0-0.27 over 70 renderings.
+    assert data["results"][2]["text"]["wer"] <= 0.5
     ok = _write_manifest(tmp_path, [[text, "ref.wav", "ref.wav"]])
     assert _cli("--manifest", str(ok), data=data_dir).returncode == 0
     assert _cli("--manifest", str(tmp_path / "none.csv"), data=data_dir).returncode == 2

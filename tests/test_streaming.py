@@ -166,3 +166,32 @@ def test_streaming_vad_matches_whole_file_vad():
     pieces = np.concatenate([vad.feed(clip[i:i + 7_000]) for i in range(0, len(clip), 7_000)])
     np.testing.assert_allclose(pieces, whole[: len(pieces)], atol=1e-5)
     assert whole.max() > 0.9 and speech_probabilities(np.zeros(16_000, np.float32)).max() < 0.2
+
+
+@pytest.mark.parametrize("pause_s", [0.3, 0.6])
+def test_live_captions_keep_a_sentence_said_three_times(engine, pause_s):
+    """A teacher repeating a sentence is not a hallucination loop (issue 8): every repetition
+    is committed, whether the pauses end utterances (0.6 s) or not (0.3 s)."""
+    clip = load(LIBRIVOX / CLIPS[1], target_hz=16_000).trim(top_db=40)
+    parts = [Audio.silence(0.5, 16_000)]
+    for _ in range(3):
+        parts += [clip, Audio.silence(pause_s, 16_000)]
+    parts.append(Audio.silence(1.0, 16_000))
+    report = replay(LocalAgreementTranscriber(engine), Audio.concat(parts).resample(48_000),
+                    chunk_s=0.1)
+    said = _norm(_refs()[CLIPS[1]])
+    assert _norm(report.text).count("made amiable himself") == 3, report.text
+    assert jiwer.wer(" ".join([said] * 3), _norm(report.text)) <= 0.15, report.text
+
+
+def test_live_captions_keep_every_card_of_a_drill(engine):
+    """"Repeat after me": a short phrase said five times in a row, as in a drill."""
+    card = load(LIBRIVOX.parent / "cards" / "003.wav", target_hz=16_000).trim(top_db=40)
+    parts = [Audio.silence(0.5, 16_000)]
+    for pause_s in (0.4, 0.7, 0.3, 0.6, 0.5):
+        parts += [card, Audio.silence(pause_s, 16_000)]
+    parts.append(Audio.silence(1.0, 16_000))
+    report = replay(LocalAgreementTranscriber(engine), Audio.concat(parts), chunk_s=0.1)
+    text = _norm(report.text)
+    assert text.count("seven") + text.count("7") == 5, report.text
+    assert text.count("clubs") == 5, report.text

@@ -17,7 +17,16 @@ import soundfile as sf
 from webapp.config import Settings
 from webapp.pipeline.audio import Audio, load
 from webapp.pipeline.errors import AudioError, InputError, ModelUnavailableError, UnknownChoiceError
-from webapp.pipeline.stt.base import Segment, TranscribeOptions, Transcript, keep_segment
+from webapp.pipeline.stt.base import (
+    Segment,
+    TranscribeOptions,
+    Transcript,
+    WhisperEngineBase,
+    Word,
+    guard_segment,
+    keep_segment,
+    loop_start,
+)
 from webapp.pipeline.stt.files import load_for_transcription, render, transcribe_audio
 from webapp.pipeline.stt.registry import STTRegistry
 
@@ -139,15 +148,109 @@ def test_operator_model_dir_is_found_by_name(tmp_path, monkeypatch):
 
 # -- hallucination guards and preprocessing ---------------------------------------------
 
+def _spoken(sentence: str, times: int, start_s: float = 0.0, words_per_s: float = 3.0,
+            pause_s: float = 0.4) -> list[Word]:
+    """Word timings of a sentence said ``times`` times at a normal speaking rate."""
+    words, t = [], start_s
+    for _ in range(times):
+        for token in sentence.split():
+            words.append(Word(" " + token, t, t + 0.8 / words_per_s))
+            t += 1.0 / words_per_s
+        t += pause_s
+    return words
+
+
+def _squeezed(sentence: str, times: int, at_s: float) -> list[Word]:
+    """A sentence repeated with no audio under it: Whisper's loop, all words at one instant."""
+    return [Word(" " + token, at_s, at_s) for _ in range(times) for token in sentence.split()]
+
+
+def _segment(words: list[Word], **kw) -> Segment:
+    return Segment("".join(w.text for w in words), words[0].start_s, words[-1].end_s,
+                   tuple(words), **kw)
+
+
 def test_keep_segment_drops_classic_hallucinations():
     opts = TranscribeOptions()
     good = Segment(" Hello there.", 0, 1, avg_logprob=-0.3, no_speech_prob=0.1,
                    compression_ratio=1.2)
-    assert keep_segment(good, opts)
+    assert keep_segment(good, opts) and guard_segment(good, opts) is good
     silent = Segment(" Thank you for watching.", 0, 1, avg_logprob=-1.2, no_speech_prob=0.9)
-    looping = Segment(" the the the the", 0, 1, avg_logprob=-0.2, compression_ratio=3.1)
     assert not keep_segment(silent, opts)
+    # Words looping from the start, all squeezed into one instant: nothing is kept.
+    looping = _segment(_squeezed("the", 40, 0.5), avg_logprob=-0.2, compression_ratio=3.1)
     assert not keep_segment(looping, opts)
+    # No word timings: forty words in two seconds cannot be speech either.
+    assert not keep_segment(Segment(" the" * 40, 0, 2, avg_logprob=-0.2), opts)
+    assert not keep_segment(Segment(" . . .", 0, 1), opts)
+
+
+def test_a_loop_after_real_speech_is_cut_and_the_speech_kept():
+    sentence = "He was not an ill-disposed young man."
+    real = _spoken(sentence, 2)
+    words = real + _squeezed(sentence, 6, real[-1].end_s)
+    assert loop_start(words) == len(real)
+    kept = guard_segment(_segment(words, compression_ratio=9.0), TranscribeOptions())
+    assert kept is not None and kept.words == tuple(real)
+    assert kept.text == "".join(w.text for w in real) and kept.end_s == real[-1].end_s
+
+
+def test_real_repetitions_with_normal_timings_are_kept():
+    """A teacher's repetitions: whole segments kept, however well their window compresses."""
+    opts = TranscribeOptions()
+    cases = [
+        _spoken("Repeat after me: the mitochondria is the powerhouse of the cell.", 3),
+        _spoken("five", 8, pause_s=0.3),  # a drill word
+        _spoken("Ten of clubs.", 6, words_per_s=5.0, pause_s=0.1),  # fast and tight
+    ]
+    for words in cases:
+        assert loop_start(words) is None
+        segment = _segment(words, avg_logprob=-0.2, no_speech_prob=0.1, compression_ratio=4.5)
+        assert guard_segment(segment, opts) is segment
+    # Zero-length words are a Whisper timing glitch in real speech too: a few do not make a loop.
+    drill = _spoken("five", 6)
+    drill[2] = Word(" five", drill[2].start_s, drill[2].start_s)
+    drill[4] = Word(" five", drill[4].start_s, drill[4].start_s)
+    assert loop_start(drill) is None
+    # Without word timings, repetitions at a speaking rate are kept too.
+    untimed = Segment(" Ten of clubs." * 3, 0, 4.0, compression_ratio=2.6)
+    assert guard_segment(untimed, opts) is untimed
+    # Low confidence alone is no reason to delete words (the old avg_logprob < -2 rule).
+    mumbled = Segment(" Photosynthesis makes sugar.", 0, 2, avg_logprob=-2.5, no_speech_prob=0.2)
+    assert keep_segment(mumbled, opts)
+
+
+def test_compression_fallback_only_reruns_a_looping_first_pass():
+    """The library's compression-ratio fallback garbles repeated speech; ``transcribe`` decodes
+    without it first and hands it the threshold only when the first pass loops."""
+    sentence = "He was not an ill-disposed young man."
+
+    class Recorder(WhisperEngineBase):
+        name, model = "fake", "fake"
+
+        def __init__(self, loops: bool) -> None:
+            self.loops, self.thresholds = loops, []
+
+        def decode(self, audio, options):
+            self.thresholds.append(options.compression_ratio_threshold)
+            real = _spoken(sentence, 3)
+            looping = self.loops and options.compression_ratio_threshold is None
+            words = real + (_squeezed(sentence, 5, real[-1].end_s) if looping else [])
+            yield _segment(words)
+
+    audio = Audio.silence(10.0, 16_000)
+    clean = Recorder(loops=False)
+    assert clean.transcribe(audio).text.count("young man") == 3
+    assert clean.thresholds == [None]
+    looping = Recorder(loops=True)
+    assert looping.transcribe(audio).text.count("young man") == 3
+    assert looping.thresholds == [None, 2.4]
+    greedy = Recorder(loops=True)  # one temperature: nothing to fall back to, one pass
+    greedy.transcribe(audio, TranscribeOptions(temperature=(0.0,)))
+    assert greedy.thresholds == [2.4]
+    literal = Recorder(loops=True)
+    literal.transcribe(audio, TranscribeOptions(compression_fallback_on_loop=False))
+    assert literal.thresholds == [2.4]
 
 
 def test_silence_and_noise_give_no_text(fw):

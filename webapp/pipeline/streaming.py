@@ -23,7 +23,9 @@ et al. 2023, "Turning Whisper into Real-Time Transcription System"; our own code
   committed and are matched away), which is what fixed sentence starts ("How do you marry"
   for "Had he married").
 * **Hallucination guards**: decode only up to the last speech (+0.3 s); drop words with no
-  VAD speech near them, a near-zero-probability tail ("Thank you."), and loops.
+  VAD speech near them, a near-zero-probability tail ("Thank you."), and loops
+  (``stt.base.loop_start``: repeats squeezed into less audio than they need; a teacher
+  saying the same words again is not a loop).
 * **Buffer trimming**: past ``max_buffer_s`` the buffer is cut after the last committed
   sentence (or word), keeping every decode short.
 * **Bounded decoding**: the encoder sees only the buffer (``encoder_context_s``: several times
@@ -40,7 +42,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -50,11 +51,14 @@ import numpy as np
 from webapp.pipeline.audio import Audio, from_array
 from webapp.pipeline.errors import InputError
 from webapp.pipeline.stt.base import (
+    LOOP_SHORT_WORD_S,
     SAMPLE_RATE_HZ,
     STTEngine,
     TranscribeOptions,
     Word,
     join_words,
+    loop_start,
+    word_key,
 )
 from webapp.pipeline.vad import WINDOW_S, WINDOW_SAMPLES, StreamingVAD
 
@@ -84,6 +88,9 @@ class StreamingOptions:
     beam search replaced a confident greedy word with an invented one at sentence ends
     ("ill-disposed" -> "the sparrows", p 0.86 -> 0.13), the live captions' only extra error
     against offline transcription on the LibriVox file."""
+    primed_gap_s: float = 0.4
+    """A hypothesis that ends this long before the last speech it was given stopped early
+    (see ``_decode``); it is decoded again without the committed-text prompt."""
     hold_probability: float = 0.3
     """Words below this probability need three agreeing hypotheses to be committed; at an
     utterance end, an unsure word among the last ``max_held_words`` stays pending (with the
@@ -183,12 +190,6 @@ def chunk_from_browser(data: np.ndarray, sample_rate: int) -> Audio:
     return from_array(arr, int(sample_rate))
 
 
-_WORD_KEY = re.compile(r"[^\w']+")
-
-
-def word_key(text: str) -> str:
-    """Comparison form of a word: lower case, no punctuation ("Mr." == "mr")."""
-    return _WORD_KEY.sub("", text.lower())
 
 
 class _Input:
@@ -291,6 +292,7 @@ class LocalAgreementTranscriber(_Captioner):
         self._utterance_from_s = 0.0  # VAD speech before this belongs to a finished utterance
         self._prompt_words = 0  # committed words whose audio has left the buffer
         self._held: list[Word] = []  # unsure last words of the previous utterance (shown pending)
+        self.primed_redecodes = 0
 
     # -- public -----------------------------------------------------------------------------
     def push(self, chunk: Audio, decode: bool = True) -> CaptionUpdate:
@@ -463,17 +465,36 @@ class LocalAgreementTranscriber(_Captioner):
         self._decoded_audio_until_s = self._buffer.offset_s + end / SAMPLE_RATE_HZ
         if end < WINDOW_SAMPLES:
             return []
+        audio = Audio(self._buffer.samples[:end], SAMPLE_RATE_HZ)
+        words = self._run_engine(audio, self._prompt(), beam_size or opts.beam_size)
+        speech_end_s = min(self._decoded_audio_until_s, self._last_speech_end_s())
+        primed = (_collapsed_run(words) is not None
+                  or (words and words[-1].end_s < speech_end_s - opts.primed_gap_s))
+        if primed and self._prompt_words:
+            # Whisper was primed to repeat by a prompt that ends with the words it is hearing
+            # again (a teacher saying a sentence twice, a drill): it writes a copy out onto one
+            # instant, or loops and stops early (the adapter cuts the loop, and with it the
+            # real last words). Hear the buffer again without the committed text as prompt.
+            self.primed_redecodes += 1
+            words = self._run_engine(audio, self.options.vocabulary.strip(),
+                                     beam_size or opts.beam_size)
+        words = _drop_unsure_tail(words, self._decoded_audio_until_s - 1.0,
+                                  opts.min_tail_probability)
+        heard = _drop_collapsed([w for w in words if self._heard(w)])
+        cut = loop_start(heard)  # a loop has more words than its audio can hold
+        return self._after_committed(heard if cut is None else heard[:cut])
+
+    def _run_engine(self, audio: Audio, prompt: str, beam_size: int) -> list[Word]:
+        opts = self.options
         started = time.perf_counter()
         options = TranscribeOptions(
-            initial_prompt=self._prompt() or None, beam_size=beam_size or opts.beam_size,
-            best_of=beam_size or opts.beam_size, temperature=(0.0,), word_timestamps=True,
-            condition_on_previous_text=False, denoise=opts.denoise,
-            normalize_level=opts.normalize_level, max_new_tokens=opts.max_new_tokens,
-            encoder_context_s=opts.encoder_context_s,
+            initial_prompt=prompt or None, beam_size=beam_size, best_of=beam_size,
+            temperature=(0.0,), word_timestamps=True, condition_on_previous_text=False,
+            denoise=opts.denoise, normalize_level=opts.normalize_level,
+            max_new_tokens=opts.max_new_tokens, encoder_context_s=opts.encoder_context_s,
         )
         offset = self._buffer.offset_s
-        segments = list(self.engine.iter_segments(Audio(self._buffer.samples[:end], SAMPLE_RATE_HZ),
-                                                  options))
+        segments = list(self.engine.iter_segments(audio, options))
         self.decodes += 1
         self._compute_s += time.perf_counter() - started
         words = _glue([Word(w.text, w.start_s + offset, w.end_s + offset, w.probability)
@@ -482,9 +503,7 @@ class LocalAgreementTranscriber(_Captioner):
                      self._buffer.end_s, options.initial_prompt,
                      [(w.text, round(w.start_s, 2), round(w.end_s, 2), round(w.probability, 2))
                       for w in words])
-        words = _drop_unsure_tail(words, self._decoded_audio_until_s - 1.0,
-                                  opts.min_tail_probability)
-        return self._after_committed(_drop_loop([w for w in words if self._heard(w)]))
+        return words
 
     def _heard(self, word: Word) -> bool:
         """VAD guard against hallucinated words: some speech within 0.2 s of the word."""
@@ -625,15 +644,33 @@ def _drop_unsure_tail(words: list[Word], tail_start_s: float, min_probability: f
     return words
 
 
-def _drop_loop(words: list[Word], min_n: int = 3) -> list[Word]:
-    """Cut a hypothesis where Whisper starts looping (the same run of >= ``min_n`` words twice
-    in a row), a classic hallucination at the ragged end of a live buffer."""
-    keys = [word_key(w.text) for w in words]
-    for i in range(len(keys)):
-        for n in range(min_n, (len(keys) - i) // 2 + 1):
-            if keys[i:i + n] == keys[i + n:i + 2 * n]:
-                return words[:i + n]
-    return words
+def _collapsed_run(words: list[Word], min_run: int = 2) -> int | None:
+    """Index of the first of ``min_run`` words in a row with no audio under them."""
+    run = 0
+    for i, w in enumerate(words):
+        run = run + 1 if w.end_s - w.start_s < LOOP_SHORT_WORD_S else 0
+        if run >= min_run:
+            return i + 1 - run
+    return None
+
+
+def _drop_collapsed(words: list[Word], min_run: int = 2) -> list[Word]:
+    """Drop runs of ``min_run`` or more words in a row with no audio under them (each shorter
+    than ``LOOP_SHORT_WORD_S``). When the buffer holds the same sentence twice, Whisper can
+    write it out once more, collapsed onto one instant (measured: a sentence said three times
+    came out four times, the extra copy's words all at 10.24 s, between two real words).
+    Words without audio under them were not said; the real words around them stay."""
+    short = [w.end_s - w.start_s < LOOP_SHORT_WORD_S for w in words]
+    keep = [True] * len(words)
+    i = 0
+    while i < len(words):
+        j = i
+        while j < len(words) and short[j]:
+            j += 1
+        if j - i >= min_run:
+            keep[i:j] = [False] * (j - i)
+        i = max(j, i + 1)
+    return [w for w, k in zip(words, keep, strict=True) if k]
 
 
 def _common_prefix(previous: list[Word], current: list[Word]) -> list[Word]:

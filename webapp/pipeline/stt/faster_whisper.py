@@ -15,7 +15,6 @@ from webapp.pipeline.stt.base import (
     TranscribeOptions,
     WhisperEngineBase,
     Word,
-    keep_segment,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,7 +60,7 @@ class FasterWhisperEngine(WhisperEngineBase):
         )
         self.english_only = not self._model.model.is_multilingual
 
-    def iter_segments(self, audio: Audio, options: TranscribeOptions) -> Iterator[Segment]:
+    def decode(self, audio: Audio, options: TranscribeOptions) -> Iterator[Segment]:
         audio = self._prepared(audio, options)
         local = self._model._local
         language = "en" if self.english_only else options.language
@@ -82,9 +81,7 @@ class FasterWhisperEngine(WhisperEngineBase):
         try:
             segments, _info = self._model.transcribe(audio.samples, **kwargs)
             for seg in segments:
-                out = _segment(seg)
-                if keep_segment(out, options):
-                    yield out
+                yield _segment(seg)
         finally:
             local.frames = None
 

@@ -20,7 +20,6 @@ from webapp.pipeline.stt.base import (
     WhisperEngineBase,
     Word,
     compression_ratio,
-    keep_segment,
 )
 
 logger = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ class OpenAIWhisperEngine(WhisperEngineBase):
                 self._model.register_buffer("alignment_heads", mask.to_sparse(), persistent=False)
         self.english_only = not self._model.is_multilingual
 
-    def iter_segments(self, audio: Audio, options: TranscribeOptions) -> Iterator[Segment]:
+    def decode(self, audio: Audio, options: TranscribeOptions) -> Iterator[Segment]:
         import whisper
 
         audio = self._prepared(audio, options)
@@ -74,10 +73,8 @@ class OpenAIWhisperEngine(WhisperEngineBase):
             words = tuple(Word(text=w["word"], start_s=float(w["start"]), end_s=float(w["end"]),
                                probability=float(w.get("probability", 1.0)))
                           for w in seg.get("words", ()))
-            out = Segment(text=seg["text"], start_s=float(seg["start"]), end_s=float(seg["end"]),
+            yield Segment(text=seg["text"], start_s=float(seg["start"]), end_s=float(seg["end"]),
                           words=words, avg_logprob=float(seg["avg_logprob"]),
                           no_speech_prob=float(seg["no_speech_prob"]),
                           compression_ratio=float(seg.get("compression_ratio")
                                                   or compression_ratio(seg["text"])))
-            if keep_segment(out, options):
-                yield out
