@@ -176,8 +176,18 @@ def offline(path: Path, reference: str) -> dict:
             "rtf": round(result.rtf, 3), "text": result.transcript.text}
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(),
             "python": platform.python_version(), "load_avg": os.getloadavg()}
 
 
