@@ -1,9 +1,14 @@
-"""Subtitle cues and their SRT / WebVTT / plain-text renderings (shared by TTS and STT)."""
+"""Subtitle cues and their SRT / WebVTT / plain-text renderings (shared by TTS and STT).
+
+The files are written by the ``srt`` and ``webvtt-py`` libraries (issues 9 and 14: the
+hand-written writer broke on "x < 5", "&" and "A --> B", which lessons are full of)."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 
 @dataclass(frozen=True)
@@ -37,19 +42,28 @@ def _clean(cues: Iterable[Cue]) -> list[Cue]:
 
 
 def to_srt(cues: Iterable[Cue]) -> str:
-    blocks = [
-        f"{i}\n{_timestamp(c.start_s, ',')} --> {_timestamp(c.end_s, ',')}\n{c.text}\n"
+    """SubRip through the ``srt`` library. SRT has no escapes; an arrow written "-->" in the
+    text (chemistry, logic) would look like a timing line to some players, so it becomes "→"."""
+    import srt
+
+    return srt.compose([
+        srt.Subtitle(i, timedelta(seconds=c.start_s), timedelta(seconds=c.end_s),
+                     c.text.replace("-->", "→"))
         for i, c in enumerate(_clean(cues), start=1)
-    ]
-    return "\n".join(blocks)
+    ])
 
 
 def to_vtt(cues: Iterable[Cue]) -> str:
-    blocks = [
-        f"{_timestamp(c.start_s, '.')} --> {_timestamp(c.end_s, '.')}\n{c.text}\n"
-        for c in _clean(cues)
-    ]
-    return "WEBVTT\n\n" + "\n".join(blocks)
+    """WebVTT through ``webvtt-py``. Cue text is escaped as the WebVTT spec requires ("&",
+    "<" and ">" as character references), so "x < 5" or "A --> B" stay valid and read as
+    written."""
+    import webvtt
+
+    vtt = webvtt.WebVTT()
+    for c in _clean(cues):
+        vtt.captions.append(webvtt.Caption(_timestamp(c.start_s, "."), _timestamp(c.end_s, "."),
+                                           html.escape(c.text, quote=False)))
+    return vtt.content
 
 
 def to_text(cues: Iterable[Cue]) -> str:
