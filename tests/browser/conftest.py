@@ -83,7 +83,7 @@ def new_page(_playwright, app_url):
     """Factory: ``new_page(fake_audio=None)`` -> a Page on the app, fake microphone if given."""
     browsers = []
 
-    def make(fake_audio: Path | None = None, *, disable_audio_processing: bool = False):
+    def make(fake_audio: Path | None = None):
         args = list(BASE_FLAGS)
         if fake_audio is not None:
             args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -93,14 +93,6 @@ def new_page(_playwright, app_url):
         context = browser.new_context(viewport={"width": 1280, "height": 1000},
                                       permissions=["microphone"] if fake_audio else [])
         page = context.new_page()
-        if disable_audio_processing:
-            page.add_init_script("""
-              const orig = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-              navigator.mediaDevices.getUserMedia = (c) => {
-                if (c && c.audio) c.audio = {echoCancellation: false, noiseSuppression: false, autoGainControl: false};
-                return orig(c);
-              };
-            """)
         page.goto(app_url, wait_until="domcontentloaded")
         page.wait_for_selector("#tab-synthesize, button[role=tab]", timeout=60_000)
         return page

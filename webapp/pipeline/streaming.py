@@ -48,7 +48,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from webapp.pipeline.audio import Audio, from_array
+from webapp.pipeline.audio import Audio
 from webapp.pipeline.errors import InputError
 from webapp.pipeline.stt.base import (
     LOOP_SHORT_WORD_S,
@@ -180,14 +180,6 @@ def make_transcriber(engine: STTEngine, options: StreamingOptions | None = None
     if options.policy == "overlap":
         return OverlapTranscriber(engine, options)
     return LocalAgreementTranscriber(engine, options)
-
-
-def chunk_from_browser(data: np.ndarray, sample_rate: int) -> Audio:
-    """A microphone chunk as Gradio delivers it: (rate, int16/float array, 1-D or 2-D)."""
-    arr = np.asarray(data)
-    if arr.ndim == 2 and min(arr.shape) > 16:
-        raise InputError(f"Unexpected microphone chunk shape {arr.shape}.")
-    return from_array(arr, int(sample_rate))
 
 
 
