@@ -66,3 +66,8 @@ def test_live_stream_delivers_published_chunks(client):
     assert r.status_code == 200 and r.headers["x-sample-rate"] == "22050"
     assert len(r.content) > 22050  # more than half a second of PCM16
     assert client.get("/api/tts/live/not-a-token!").status_code == 404
+
+
+def test_synthesize_endpoint_refuses_hours_of_pauses(client):
+    r = client.post("/api/synthesize", json={"text": "a [pause 10s] " * 300})
+    assert r.status_code == 422 and "30 minutes" in r.json()["detail"]

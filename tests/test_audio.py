@@ -129,3 +129,30 @@ def test_streaming_wav_header_is_readable(clip):
     data = wav_header(16000, len(clip.samples)) + pcm
     back, rate = sf.read(__import__("io").BytesIO(data), dtype="float32")
     assert rate == 16000 and len(back) == len(clip.samples)
+
+
+def _silence_file(path: Path, seconds: float, rate: int, channels: int) -> Path:
+    sf.write(path, np.zeros((int(seconds * rate), channels), np.int16), rate, subtype="PCM_16")
+    return path
+
+
+def test_many_channels_are_refused_from_the_header(tmp_path):
+    path = _silence_file(tmp_path / "bomb.wav", 0.2, 16_000, 32)
+    with pytest.raises(AudioError, match="32 channels"):
+        load(path)
+    with pytest.raises(AudioError, match="32 channels"):
+        load(path.read_bytes())
+
+
+def test_decoded_size_is_checked_not_only_the_duration(tmp_path):
+    # Issue 9: within the duration limit, yet far more samples than it allows.
+    path = _silence_file(tmp_path / "wide.wav", 0.9, 192_000, 8)
+    with pytest.raises(AudioError, match="million samples"):
+        load(path, max_seconds=1.0)
+    assert load(CLIP, max_seconds=10.0).duration_s > 1  # an ordinary file still loads
+
+
+def test_odd_sample_rates_are_refused(tmp_path):
+    path = _silence_file(tmp_path / "fast.wav", 0.1, 384_000, 1)
+    with pytest.raises(AudioError, match="384000 Hz"):
+        load(path)

@@ -232,3 +232,27 @@ def test_science_text_is_normalised_before_speaking(synth):
     result = synth.run(SynthesisRequest(text="Water is H2O."))
     assert synth.preview("Water is H2O.") == "Water is H two O."
     assert result.cues[0].text == "Water is H2O."  # subtitles keep what the teacher wrote
+
+
+def test_pause_marks_cannot_make_hours_of_audio(synth):
+    # Issue 9: 4,200 characters of "a [pause 10s]" used to return 51 minutes of audio.
+    started = time.perf_counter()
+    with pytest.raises(InputError, match="at most 30 minutes"):
+        synth.run(SynthesisRequest(text="a [pause 10s] " * 300))
+    assert time.perf_counter() - started < 2.0  # refused before any synthesis
+
+
+def test_output_length_is_capped_while_synthesising(registry, tmp_path):
+    settings = Settings(data_dir=tmp_path, max_output_s=4.0)
+    synth = Synthesizer(settings, registry, DiskSynthesisCache(tmp_path / "cache", 64))
+    with pytest.raises(InputError, match="more than 0.0667 minutes|Split it"):
+        synth.run(SynthesisRequest(text=PARAGRAPH))
+    assert synth.run(SynthesisRequest(text="Plants store it as sugar.")).audio_s < 4.0
+
+
+def test_piper_raw_phoneme_syntax_never_reaches_the_voice(registry):
+    from webapp.pipeline.tts import piper
+
+    for text in ("[[[x]]]", "[[x]]", "[[[[hello]]]] ]]", "[[ [[x]] ]]"):
+        cleaned = piper.strip_raw_phonemes(text)
+        assert "[[" not in cleaned and "]]" not in cleaned, (text, cleaned)

@@ -51,6 +51,9 @@ class Settings:
     cache_enabled: bool = True
     cache_size_mb: int = 1024
     max_text_chars: int = 20_000
+    # Longest audio one synthesis request may produce, pauses included (issue 9: pause marks
+    # turned 4,200 characters into 51 minutes of audio).
+    max_output_s: float = 1800.0
     # Gradio queue: how many synthesis / transcription jobs run at once (2 cores here).
     concurrency: int = 2
     default_engine: str = "piper"
@@ -92,6 +95,7 @@ class Settings:
             cache_enabled=_env_bool("CACHE", True),
             cache_size_mb=int(_env("CACHE_SIZE_MB", str(cls.cache_size_mb))),
             max_text_chars=int(_env("MAX_TEXT_CHARS", str(cls.max_text_chars))),
+            max_output_s=float(_env("MAX_OUTPUT_S", str(cls.max_output_s))),
             concurrency=int(_env("CONCURRENCY", str(cls.concurrency))),
             default_engine=_env("DEFAULT_ENGINE", cls.default_engine),
             default_voice=_env("DEFAULT_VOICE", cls.default_voice),

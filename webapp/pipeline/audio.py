@@ -153,13 +153,42 @@ def from_array(data: np.ndarray, sample_rate: int) -> Audio:
     return Audio(np.clip(arr, -1.0, 1.0), int(sample_rate))
 
 
-def probe_duration_s(source: str | Path | bytes) -> float | None:
-    """Duration without decoding, when the container says it (None if unknown)."""
+MAX_CHANNELS = 8
+MAX_RATE_HZ = 192_000
+MIN_RATE_HZ = 1_000
+DECODED_RATE_BUDGET_HZ = 2 * 48_000
+"""Decoded samples allowed per second of the duration limit: two channels at 48 kHz."""
+DEFAULT_MAX_SECONDS = 3600.0
+
+
+def _check_header(source: str | Path | bytes, name: str, max_seconds: float | None) -> None:
+    """Refuse from the header, before decoding: too long, too many channels, an odd rate, or
+    more decoded samples than the limit allows (issue 9: a few MB of many-channel high-rate
+    silence passed the duration check and decoded to tens of GB)."""
     try:
         info = sf.info(io.BytesIO(source) if isinstance(source, bytes) else str(source))
-        return info.frames / info.samplerate if info.samplerate else None
-    except Exception:  # noqa: BLE001 - not a libsndfile format; the decoder will tell
-        return None
+    except Exception:  # noqa: BLE001 - not a libsndfile format: ffmpeg decodes to mono 48 kHz
+        return
+    if info.channels > MAX_CHANNELS:
+        raise AudioError(f"{name} has {info.channels} channels; at most {MAX_CHANNELS} are "
+                         "accepted. Export it as mono or stereo.")
+    if not MIN_RATE_HZ <= info.samplerate <= MAX_RATE_HZ:
+        raise AudioError(f"{name} has a sample rate of {info.samplerate} Hz; accepted are "
+                         f"{MIN_RATE_HZ}-{MAX_RATE_HZ} Hz.")
+    duration = info.frames / info.samplerate
+    limit_s = DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds
+    if max_seconds is not None and duration > max_seconds:
+        raise AudioError(
+            f"{name} is {duration / 60:.1f} minutes long; the limit here is "
+            f"{max_seconds / 60:.0f} minutes. Split it into shorter files."
+        )
+    if info.frames * info.channels > limit_s * DECODED_RATE_BUDGET_HZ:
+        raise AudioError(
+            f"{name} would decode to {info.frames * info.channels / 1e6:.0f} million samples "
+            f"({info.channels} channels at {info.samplerate} Hz); the limit is "
+            f"{limit_s * DECODED_RATE_BUDGET_HZ / 1e6:.0f} million. Export it as mono or "
+            "stereo at 48 kHz or less."
+        )
 
 
 def load(
@@ -182,13 +211,7 @@ def load(
     elif not source:
         raise AudioError("The audio upload is empty (0 bytes).")
 
-    if max_seconds is not None:
-        duration = probe_duration_s(source)
-        if duration is not None and duration > max_seconds:
-            raise AudioError(
-                f"{name} is {duration / 60:.1f} minutes long; the limit here is "
-                f"{max_seconds / 60:.0f} minutes. Split it into shorter files."
-            )
+    _check_header(source, name, max_seconds)
 
     try:
         data, rate = sf.read(io.BytesIO(source) if isinstance(source, bytes) else str(source),

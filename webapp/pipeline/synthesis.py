@@ -293,6 +293,12 @@ class Synthesizer:
         units = self.plan(text)
         if not units:
             raise InputError("Nothing speakable is left after removing symbols: type some words.")
+        limit_s = self.settings.max_output_s
+        pauses_s = sum(p for u in units for p in u.pieces if isinstance(p, float))
+        if pauses_s > limit_s:
+            raise InputError(f"The pause marks alone add up to {pauses_s / 60:.0f} minutes; one "
+                             f"request may produce at most {limit_s / 60:g} minutes of audio. "
+                             "Use shorter or fewer pauses, or split the lesson.")
         pieces_total = len(units)
         timeline: list[Audio] = []
         cues: list[Cue] = []
@@ -315,6 +321,10 @@ class Synthesizer:
                         chunks.append(Audio.silence(pending_pause_s, rate))
                         pending_pause_s = 0.0
                     chunks.append(audio.resample(rate))
+                    if position_s + sum(c.duration_s for c in chunks) > limit_s:
+                        raise InputError(
+                            f"This text makes more than {limit_s / 60:g} minutes of audio, the "
+                            "most one request may produce here. Split it into shorter lessons.")
                     for chunk in chunks:
                         if chunk is chunks[-1] and unit_start_s is None:
                             unit_start_s = position_s

@@ -28,6 +28,16 @@ from webapp.pipeline.tts.base import SynthesisOptions, VoiceInfo
 
 logger = logging.getLogger(__name__)
 
+_NO_RAW_PHONEMES = re.compile(r"\[{2,}|\]{2,}")
+"""Runs of brackets: "[[" opens Piper's raw-phoneme syntax, and "[[[x]]]" still did after one
+replace (issue 9)."""
+
+
+def strip_raw_phonemes(text: str) -> str:
+    """User text with every run of brackets reduced to one, so nothing it holds is read as
+    Piper's raw phonemes."""
+    return _NO_RAW_PHONEMES.sub(lambda m: m.group(0)[0], text)
+
 BUNDLED_VOICE = "en_US-joe-medium"
 _VOICE_NAME = re.compile(r"^[a-z]{2,3}_[A-Z]{2}-[A-Za-z0-9_]+-(x_low|low|medium|high)$")
 # espeak's phonemizer lock is process-wide: every Piper voice shares the same C library.
@@ -151,7 +161,7 @@ class PiperEngine:
 
         voice = self.load(options.voice)
         # "[[ ... ]]" is Piper's raw-phoneme syntax; user text must not reach it.
-        text = text.replace("[[", "[").replace("]]", "]")
+        text = strip_raw_phonemes(text)
         length_scale = float(voice.config.length_scale) / float(options.speed)
         config = SynthesisConfig(length_scale=length_scale, normalize_audio=True, volume=0.9)
         with _PHONEMIZE_LOCK:
