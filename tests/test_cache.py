@@ -82,3 +82,29 @@ def test_safe_across_processes(tmp_path):
         assert p.exitcode == 0
     cache = DiskSynthesisCache(tmp_path / "c")
     assert all(cache.get(f"k{i}").payload == str(i).encode() for i in range(100))
+
+
+class _RunsCodeWhenUnpickled:
+    """Unpickling this makes a directory: the kind of row a hostile cache folder could hold."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_pickled_row_is_never_unpickled(tmp_path):
+    import diskcache
+
+    marker = tmp_path / "unpickled"
+    key = cache_key(text="x")
+    with diskcache.Cache(str(tmp_path / "cache")) as raw:  # diskcache's default Disk pickles
+        raw.set(key, _RunsCodeWhenUnpickled(marker))
+    cache = DiskSynthesisCache(tmp_path / "cache", 16)
+    assert cache.get(key) is None
+    assert not marker.exists()
+    cache.put(key, b"audio", {"n": 1})  # the slot is usable again
+    assert cache.get(key).payload == b"audio"

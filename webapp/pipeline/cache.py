@@ -81,6 +81,27 @@ def unpack(blob: bytes) -> CacheEntry:
     return CacheEntry(bytes(blob[_HEADER.size + meta_len:]), meta)
 
 
+def _no_pickle_disk():
+    """A diskcache ``Disk`` that refuses to unpickle. diskcache's own ``Disk.fetch`` unpickles
+    any row stored in pickle mode before our envelope is looked at (issue 9), so a cache
+    directory someone else wrote could run code on load. Our values are bytes and counters are
+    ints, never pickled; a pickled row is reported as unreadable instead."""
+    import diskcache
+
+    class NoPickleDisk(diskcache.Disk):
+        def fetch(self, mode, filename, value, read):
+            if mode == diskcache.core.MODE_PICKLE:
+                raise ValueError("refusing to unpickle a cache value")
+            return super().fetch(mode, filename, value, read)
+
+        def get(self, key, raw):
+            if not raw:
+                raise ValueError("refusing to unpickle a cache key")
+            return super().get(key, raw)
+
+    return NoPickleDisk
+
+
 class DiskSynthesisCache:
     """diskcache-backed ``SynthesisCache`` with LRU eviction at ``size_limit_mb``."""
 
@@ -90,7 +111,7 @@ class DiskSynthesisCache:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self._cache = diskcache.Cache(
-            str(directory),
+            str(directory), disk=_no_pickle_disk(),
             size_limit=size_limit_mb * 1024 * 1024,
             eviction_policy="least-recently-used",
             statistics=True,  # hit/miss counters kept in the database, shared by processes
