@@ -24,7 +24,6 @@ from webapp.pipeline.stt.base import (
     WhisperEngineBase,
     Word,
     guard_segment,
-    keep_segment,
     loop_start,
 )
 from webapp.pipeline.stt.files import load_for_transcription, render, transcribe_audio
@@ -170,19 +169,19 @@ def _segment(words: list[Word], **kw) -> Segment:
                    tuple(words), **kw)
 
 
-def test_keep_segment_drops_classic_hallucinations():
+def test_guard_drops_classic_hallucinations():
     opts = TranscribeOptions()
     good = Segment(" Hello there.", 0, 1, avg_logprob=-0.3, no_speech_prob=0.1,
                    compression_ratio=1.2)
-    assert keep_segment(good, opts) and guard_segment(good, opts) is good
+    assert guard_segment(good, opts) is good
     silent = Segment(" Thank you for watching.", 0, 1, avg_logprob=-1.2, no_speech_prob=0.9)
-    assert not keep_segment(silent, opts)
+    assert guard_segment(silent, opts) is None
     # Words looping from the start, all squeezed into one instant: nothing is kept.
     looping = _segment(_squeezed("the", 40, 0.5), avg_logprob=-0.2, compression_ratio=3.1)
-    assert not keep_segment(looping, opts)
+    assert guard_segment(looping, opts) is None
     # No word timings: forty words in two seconds cannot be speech either.
-    assert not keep_segment(Segment(" the" * 40, 0, 2, avg_logprob=-0.2), opts)
-    assert not keep_segment(Segment(" . . .", 0, 1), opts)
+    assert guard_segment(Segment(" the" * 40, 0, 2, avg_logprob=-0.2), opts) is None
+    assert guard_segment(Segment(" . . .", 0, 1), opts) is None
 
 
 def test_a_loop_after_real_speech_is_cut_and_the_speech_kept():
@@ -217,7 +216,7 @@ def test_real_repetitions_with_normal_timings_are_kept():
     assert guard_segment(untimed, opts) is untimed
     # Low confidence alone is no reason to delete words (the old avg_logprob < -2 rule).
     mumbled = Segment(" Photosynthesis makes sugar.", 0, 2, avg_logprob=-2.5, no_speech_prob=0.2)
-    assert keep_segment(mumbled, opts)
+    assert guard_segment(mumbled, opts) is mumbled
 
 
 def test_compression_fallback_only_reruns_a_looping_first_pass():

@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from webapp.pipeline.audio import Audio
 from webapp.pipeline.errors import PipelineError
-from webapp.pipeline.live_session import LiveSession, LiveStatus
+from webapp.pipeline.live_session import LiveSession, LiveStatus, RecordingLimitReached
 from webapp.pipeline.streaming import StreamingOptions, make_transcriber
 from webapp.services import Services
 
@@ -70,10 +70,6 @@ class SessionLimit:
     def release(self) -> None:
         with self._lock:
             self._active = max(0, self._active - 1)
-
-    @property
-    def active(self) -> int:
-        return self._active
 
 
 def status_message(status: LiveStatus) -> dict:
@@ -165,15 +161,15 @@ async def _run_session(ws: WebSocket, services: Services, max_seconds: float) ->
                 break
             data = message.get("bytes")
             if data is not None:
-                if session.received_s + len(data) / 2 / rate > max_seconds:
-                    # The recording's time limit: finish it properly (the captions so far
-                    # are final and kept), and say why it stopped.
+                try:
+                    error = _feed(session, data, rate, time.monotonic() - opened)
+                except RecordingLimitReached as exc:
+                    # Finish the recording properly (the captions so far are final and
+                    # kept), and say why it stopped.
                     session.stop()
                     stopped = True
-                    notice = (f"A recording is limited to {max_seconds / 60:.0f} minutes; "
-                              "press Record to go on with a new one.")
+                    notice = str(exc)
                     break
-                error = _feed(session, data, rate, time.monotonic() - opened)
                 if error:
                     session.cancel()
                     await _fail(ws, error)
@@ -218,7 +214,8 @@ def _parse_start(text: str) -> tuple[int, StreamingOptions]:
 
 
 def _feed(session: LiveSession, data: bytes, rate: int, elapsed_s: float) -> str | None:
-    """Queue one audio frame; an error message for a frame we must refuse."""
+    """Queue one audio frame; an error message for a frame we must refuse (the recording's
+    time limit is raised as ``RecordingLimitReached``: it ends the recording, not an error)."""
     if len(data) % 2:
         return "Audio frames must be 16-bit samples (an even number of bytes)."
     if len(data) > MAX_FRAME_S * rate * 2:
@@ -228,6 +225,8 @@ def _feed(session: LiveSession, data: bytes, rate: int, elapsed_s: float) -> str
         return "Audio is arriving faster than real time; live captions take a microphone."
     try:
         session.feed(chunk)
+    except RecordingLimitReached:
+        raise
     except PipelineError as exc:
         return str(exc)
     return None

@@ -54,6 +54,10 @@ class LiveStatus:
 StatusFn = Callable[[LiveStatus], None]
 
 
+class RecordingLimitReached(InputError):
+    """The recording reached ``max_audio_s``: end it with ``stop`` (its captions are kept)."""
+
+
 class LiveSession:
     """Feed audio from any thread; a worker thread of the session's own decodes it.
 
@@ -82,14 +86,16 @@ class LiveSession:
 
     # -- receiving side (never waits for decoding) --------------------------------------------
     def feed(self, chunk: Audio) -> None:
-        """Queue a chunk for decoding. Raises ``InputError`` past ``max_audio_s`` or after
+        """Queue a chunk for decoding. Raises ``RecordingLimitReached`` past ``max_audio_s``
+        (the chunk is not taken; ``stop`` still finishes what was) and ``InputError`` after
         ``stop``."""
         with self._cond:
             if self._stopping or self._cancelled:
                 raise InputError("This recording has ended; start a new one.")
             if self._received_s + chunk.duration_s > self.max_audio_s + 1e-6:
-                raise InputError(f"A live recording is limited to {self.max_audio_s / 60:.0f} "
-                                 "minutes; press Stop and start a new one.")
+                raise RecordingLimitReached(
+                    f"A recording is limited to {self.max_audio_s / 60:.0f} minutes; press "
+                    "Record to go on with a new one.")
             self._inbox.append(chunk)
             self._received_s += chunk.duration_s
             self._cond.notify()

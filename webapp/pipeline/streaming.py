@@ -182,8 +182,6 @@ def make_transcriber(engine: STTEngine, options: StreamingOptions | None = None
     return LocalAgreementTranscriber(engine, options)
 
 
-
-
 class _Input:
     """Any-rate chunks -> continuous 16 kHz stream (soxr's streaming resampler keeps filter
     state between chunks, so chunk edges leave no clicks)."""
@@ -284,7 +282,6 @@ class LocalAgreementTranscriber(_Captioner):
         self._utterance_from_s = 0.0  # VAD speech before this belongs to a finished utterance
         self._prompt_words = 0  # committed words whose audio has left the buffer
         self._held: list[Word] = []  # unsure last words of the previous utterance (shown pending)
-        self.primed_redecodes = 0
 
     # -- public -----------------------------------------------------------------------------
     def push(self, chunk: Audio, decode: bool = True) -> CaptionUpdate:
@@ -341,11 +338,13 @@ class LocalAgreementTranscriber(_Captioner):
             return []
         # Decode up to the last speech (+ a short tail): trailing silence only invites
         # hallucinated words, and a decode with no new speech would repeat the last one.
-        until_s = min(self._buffer.end_s, self._last_speech_end_s() + opts.tail_s)
+        speech_end_s = self._last_speech_end_s()
+        until_s = min(self._buffer.end_s, speech_end_s + opts.tail_s)
         if until_s <= self._decoded_audio_until_s + 1e-6:
             return []
         starting = self._utterance_words == 0
-        hypothesis = self._decode(opts.start_beam_size if starting else None, until_s=until_s)
+        hypothesis = self._decode(opts.start_beam_size if starting else None, until_s,
+                                  speech_end_s)
         agreed = _common_prefix(self._pending, hypothesis)
         if starting and agreed and opts.start_agreement >= 3:
             # First words of an utterance: Whisper guesses them from little audio, and two
@@ -380,8 +379,9 @@ class LocalAgreementTranscriber(_Captioner):
         opts = self.options
         speech_end_s = self._buffer.end_s - trailing_silence_s
         enough = self._speech_s() >= opts.min_speech_s
-        until_s = min(self._buffer.end_s, self._last_speech_end_s() + opts.final_tail_s)
-        hypothesis = (self._decode(opts.final_beam_size, until_s=until_s)
+        last_speech_s = self._last_speech_end_s()
+        until_s = min(self._buffer.end_s, last_speech_s + opts.final_tail_s)
+        hypothesis = (self._decode(opts.final_beam_size, until_s, last_speech_s)
                       if enough else [])
         words = [w for w in hypothesis if w.start_s < speech_end_s]
         if self._held and (not words or words[0].start_s > self._held[0].start_s + 0.3):
@@ -446,28 +446,25 @@ class LocalAgreementTranscriber(_Captioner):
         vocabulary = self.options.vocabulary.strip()
         return " ".join(p for p in (vocabulary, tail) if p)
 
-    def _decode(self, beam_size: int | None = None, until_s: float | None = None) -> list[Word]:
-        """Decode the buffer (up to ``until_s``); return the words after the committed ones,
-        in stream time."""
+    def _decode(self, beam_size: int | None, until_s: float, speech_end_s: float) -> list[Word]:
+        """Decode the buffer up to ``until_s`` (the last speech, ending at ``speech_end_s``,
+        plus a tail); return the words after the committed ones, in stream time."""
         opts = self.options
         self._decoded_until_s = self._stream_s
-        end = len(self._buffer.samples)
-        if until_s is not None:
-            end = max(0, min(end, int(round((until_s - self._buffer.offset_s) * SAMPLE_RATE_HZ))))
+        end = max(0, min(len(self._buffer.samples),
+                         int(round((until_s - self._buffer.offset_s) * SAMPLE_RATE_HZ))))
         self._decoded_audio_until_s = self._buffer.offset_s + end / SAMPLE_RATE_HZ
         if end < WINDOW_SAMPLES:
             return []
         audio = Audio(self._buffer.samples[:end], SAMPLE_RATE_HZ)
         words = self._run_engine(audio, self._prompt(), beam_size or opts.beam_size)
-        speech_end_s = min(self._decoded_audio_until_s, self._last_speech_end_s())
-        primed = (_collapsed_run(words) is not None
+        primed = (len(_drop_collapsed(words)) < len(words)
                   or (words and words[-1].end_s < speech_end_s - opts.primed_gap_s))
         if primed and self._prompt_words:
             # Whisper was primed to repeat by a prompt that ends with the words it is hearing
             # again (a teacher saying a sentence twice, a drill): it writes a copy out onto one
             # instant, or loops and stops early (the adapter cuts the loop, and with it the
             # real last words). Hear the buffer again without the committed text as prompt.
-            self.primed_redecodes += 1
             words = self._run_engine(audio, self.options.vocabulary.strip(),
                                      beam_size or opts.beam_size)
         words = _drop_unsure_tail(words, self._decoded_audio_until_s - 1.0,
@@ -634,16 +631,6 @@ def _drop_unsure_tail(words: list[Word], tail_start_s: float, min_probability: f
         if w.start_s >= tail_start_s and w.probability < min_probability:
             return words[:i]
     return words
-
-
-def _collapsed_run(words: list[Word], min_run: int = 2) -> int | None:
-    """Index of the first of ``min_run`` words in a row with no audio under them."""
-    run = 0
-    for i, w in enumerate(words):
-        run = run + 1 if w.end_s - w.start_s < LOOP_SHORT_WORD_S else 0
-        if run >= min_run:
-            return i + 1 - run
-    return None
 
 
 def _drop_collapsed(words: list[Word], min_run: int = 2) -> list[Word]:

@@ -267,12 +267,6 @@ def _guard(segment: Segment, options: TranscribeOptions) -> tuple[Segment | None
                    compression_ratio=compression_ratio(text)), True
 
 
-def keep_segment(segment: Segment, options: TranscribeOptions) -> bool:
-    """False when nothing of the segment is worth keeping (see ``guard_segment``, which also
-    says what to keep of a segment that ends in a loop)."""
-    return guard_segment(segment, options) is not None
-
-
 LOOP_MIN_REPEATS = 3
 """Consecutive copies of a word sequence before a loop is considered at all."""
 LOOP_MAX_WORDS_PER_S = 6.0
