@@ -52,8 +52,9 @@ def test_live_stream_delivers_published_chunks(client):
 
     from webapp.pipeline.synthesis import SynthesisChunk, SynthesisRequest
 
-    token = "a" * 32
-    channel = client.services.live.channel(token)
+    token = client.post("/api/tts/live").json()["token"]
+    channel = client.services.live.claim(token)
+    assert channel is not None and client.services.live.claim(token) is None  # one job per token
 
     def job():
         for item in client.services.synthesizer.stream(SynthesisRequest(text="One. Two. Three.")):
@@ -65,6 +66,7 @@ def test_live_stream_delivers_published_chunks(client):
     r = client.get(f"/api/tts/live/{token}")
     assert r.status_code == 200 and r.headers["x-sample-rate"] == "22050"
     assert len(r.content) > 22050  # more than half a second of PCM16
+    assert client.get(f"/api/tts/live/{token}").status_code == 404  # read once, then gone
     assert client.get("/api/tts/live/not-a-token!").status_code == 404
 
 

@@ -111,3 +111,21 @@ def test_large_lexicon_is_fast_and_bounded():
         Lexicon([LexiconEntry(f"t{i}", "x") for i in range(MAX_ENTRIES + 1)])
     with pytest.raises(InputError, match="characters long"):
         Lexicon.parse_csv("a,b\n" * (MAX_CSV_CHARS // 4 + 1))
+
+
+@pytest.mark.parametrize("respelling", ["[pause 10s]", "the [[[x]]]", "a]b"])
+def test_respellings_cannot_smuggle_pause_marks_or_phonemes(respelling):
+    """Issue 9: 'the' -> '[pause 10s]' turned every 'the' of every teacher into ten seconds of
+    silence."""
+    with pytest.raises(InputError, match="square brackets"):
+        Lexicon([LexiconEntry("the", respelling)])
+    with pytest.raises(InputError, match="square brackets"):
+        Lexicon.parse_csv(f"term,respelling\nthe,{respelling}\n")
+
+
+def test_layered_lexicon_puts_a_visitors_entries_over_the_operators():
+    operator = Lexicon([LexiconEntry("ATP", "A T P", True), LexiconEntry("Nguyen", "nwen")])
+    mine = Lexicon.layered(operator, [LexiconEntry("Nguyen", "win")])
+    assert mine.apply("Nguyen and ATP") == "win and A T P"
+    assert operator.apply("Nguyen and ATP") == "nwen and A T P"  # the operator's is unchanged
+    assert mine.version != operator.version and mine.path is None

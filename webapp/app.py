@@ -49,15 +49,26 @@ TABS = (
 )
 
 
+PUBLIC_NOTE = (
+    "This is a public demo on a shared CPU: requests from all visitors wait in one queue, "
+    "your lexicon entries stay in your browser session, and the cache is emptied when the demo "
+    "restarts."
+)
+
+
 def build_blocks(services):
     import gradio as gr
 
+    settings = services.settings
     with gr.Blocks(title="Speech Studio", delete_cache=(1800, 3600)) as blocks:
         gr.Markdown(
             "# Speech Studio\n"
             "Read lessons aloud, caption speech live, and check speech quality — "
-            "all on this computer, no internet needed."
+            + ("running on this server's CPU, no cloud service involved." if settings.public
+               else "all on this computer, no internet needed.")
         )
+        if settings.public:
+            gr.Markdown(PUBLIC_NOTE, elem_id="public-note")
         with gr.Tabs():
             for title, module_name, builder in TABS:
                 with gr.Tab(title, id=title.lower(), elem_id=f"tab-{title.lower()}"):
@@ -69,8 +80,59 @@ def build_blocks(services):
                         gr.Markdown(f"The {title} tab is not available in this build.")
                         continue
                     getattr(module, builder)(services)
-    blocks.queue(default_concurrency_limit=services.settings.concurrency)
+    # Page events wait in Gradio's queue, at most max_queue of them (Gradio refuses more with a
+    # "queue is full" message); the work itself takes a slot from services.limits.
+    blocks.queue(default_concurrency_limit=settings.concurrency, max_size=settings.max_queue)
     return blocks
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` (413) before they are read into memory; file
+    uploads go through Gradio's own ``max_file_size`` instead."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].endswith("/upload"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        try:
+            declared = int(headers.get(b"content-length", b"0"))
+        except ValueError:
+            declared = 0
+        if declared > self.max_bytes:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send) -> None:
+        body = (f'{{"detail": "The request is larger than {self.max_bytes // 1024} KB, the most '
+                f'this server accepts."}}').encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def create_app(services):
@@ -81,14 +143,19 @@ def create_app(services):
     from webapp.api import build_router
     from webapp.live_captions import build_live_router
 
+    settings = services.settings
     app = FastAPI(title="Speech Studio", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.include_router(build_router(services))
     app.include_router(build_live_router(services))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_kb * 1024)
     blocks = build_blocks(services)
     return gr.mount_gradio_app(
         app, blocks, path="/", footer_links=["api", "settings"],
         head=f"<script>{PAGE_JS}</script>", css=CSS,
-        max_file_size="200mb", show_error=True,
+        max_file_size=f"{settings.max_upload_mb}mb",
+        # Our handlers turn every failure into a sentence; on a public server nothing else
+        # (exception text) reaches the page.
+        show_error=not settings.public,
     )
 
 

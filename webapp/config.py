@@ -76,6 +76,24 @@ class Settings:
     # Live-caption sessions at once (each has a decoding thread; decodes share the model).
     max_live_sessions: int = 6
     stt_cpu_threads: int = 2
+    # Public deployments (issue 9): SPEECH_STUDIO_PUBLIC=1 gives each browser session its own
+    # lexicon over the operator's, hides operator actions unless OPERATOR_TOKEN is set, keeps
+    # server paths and backend errors out of messages, expires cached audio after
+    # CACHE_TTL_S and shows visitors only their own cache statistics.
+    public: bool = False
+    operator_token: str = ""
+    # Behind a reverse proxy (Spaces, HAProxy) the client is the first X-Forwarded-For address.
+    trust_proxy: bool = False
+    # Jobs waiting for a model slot: Gradio's queue size for the page, and HTTP requests
+    # waiting on top of that; beyond it requests are refused (503 + Retry-After).
+    max_queue: int = 64
+    # Jobs one client (address) may have running or waiting at once; 0 = no limit.
+    max_per_client: int = 4
+    max_upload_mb: int = 200
+    # Largest HTTP request body of the JSON routes (the text limit is far below it).
+    max_body_kb: int = 2048
+    # Cached audio expires after this long (0 = kept until evicted by size); public default 1 day.
+    cache_ttl_s: float = 0.0
 
     @property
     def cache_dir(self) -> Path:
@@ -87,6 +105,7 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
+        public = _env_bool("PUBLIC", False)
         return cls(
             host=_env("HOST", cls.host),
             port=int(_env("PORT", str(cls.port))),
@@ -110,4 +129,12 @@ class Settings:
             stream_time_limit_s=float(_env("STREAM_TIME_LIMIT_S", str(cls.stream_time_limit_s))),
             max_live_sessions=int(_env("MAX_LIVE_SESSIONS", str(cls.max_live_sessions))),
             stt_cpu_threads=int(_env("STT_CPU_THREADS", str(cls.stt_cpu_threads))),
+            public=public,
+            operator_token=_env("OPERATOR_TOKEN", "").strip(),
+            trust_proxy=_env_bool("TRUST_PROXY", False),
+            max_queue=int(_env("MAX_QUEUE", str(cls.max_queue))),
+            max_per_client=int(_env("MAX_PER_CLIENT", str(cls.max_per_client))),
+            max_upload_mb=int(_env("MAX_UPLOAD_MB", str(cls.max_upload_mb))),
+            max_body_kb=int(_env("MAX_BODY_KB", str(cls.max_body_kb))),
+            cache_ttl_s=float(_env("CACHE_TTL_S", "86400" if public else "0")),
         )

@@ -33,6 +33,8 @@ import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from webapp.limits import Busy, client_key
+from webapp.messages import user_message
 from webapp.pipeline.audio import Audio
 from webapp.pipeline.errors import PipelineError
 from webapp.pipeline.live_session import LiveSession, LiveStatus, RecordingLimitReached
@@ -101,14 +103,24 @@ def build_live_router(services: Services) -> APIRouter:
         if services.stt is None:
             await _fail(ws, "Speech recognition is not available in this build.")
             return
-        if not limit.acquire():
-            await _fail(ws, f"All {limit.max_sessions} live-caption slots are in use; "
-                            "try again in a minute.")
+        client = client_key(ws.client.host if ws.client else None, ws.headers,
+                            services.settings.trust_proxy)
+        try:
+            services.limits.clients.enter(client)  # a recording counts as one of its jobs
+        except Busy as exc:
+            await _fail(ws, str(exc))
             return
         try:
-            await _run_session(ws, services, max_seconds)
+            if not limit.acquire():
+                await _fail(ws, f"All {limit.max_sessions} live-caption slots are in use; "
+                                "try again in a minute.")
+                return
+            try:
+                await _run_session(ws, services, max_seconds)
+            finally:
+                limit.release()
         finally:
-            limit.release()
+            services.limits.clients.leave(client)
 
     return router
 
@@ -131,8 +143,11 @@ async def _run_session(ws: WebSocket, services: Services, max_seconds: float) ->
     except TimeoutError:
         await _fail(ws, "No start message: the page must say the microphone's sample rate.")
         return
-    except (PipelineError, ValueError) as exc:
+    except ValueError as exc:
         await _fail(ws, str(exc))
+        return
+    except PipelineError as exc:
+        await _fail(ws, user_message(exc, public=services.settings.public))
         return
     except WebSocketDisconnect:
         return

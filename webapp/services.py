@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from webapp.config import Settings
+from webapp.limits import Limits
 from webapp.pipeline.cache import DiskSynthesisCache, NullCache, SynthesisCache
 from webapp.pipeline.delivery import LiveHub
 from webapp.pipeline.errors import PipelineError
@@ -29,6 +30,18 @@ class Services:
     stt: object | None = None
     lexicon: Lexicon | None = None
     live: LiveHub = field(default_factory=LiveHub)
+    limits: Limits | None = None
+
+    def __post_init__(self) -> None:
+        if self.limits is None:
+            self.limits = make_limits(self.settings)
+
+
+def make_limits(settings: Settings) -> Limits:
+    # Evaluation and file transcription run one at a time: each already uses both cores.
+    return Limits(synthesis_slots=settings.concurrency, transcription_slots=1,
+                  evaluation_slots=1, max_waiting=settings.max_queue,
+                  max_per_client=settings.max_per_client)
 
 
 def _load_lexicon(settings: Settings) -> Lexicon:

@@ -32,14 +32,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """A live app on a free port with its own data dir (empty cache), shared by browser tests."""
+def _start_app(data_dir: Path, extra_env: dict[str, str] | None = None):
+    """Start ``python -m webapp serve`` on a free port; returns (url, process, log file)."""
     port = _free_port()
-    data_dir = tmp_path_factory.mktemp("app-data")
     env = {**os.environ, "SPEECH_STUDIO_DATA_DIR": str(data_dir), "SPEECH_STUDIO_OFFLINE": "1",
            "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "ORT_DISABLE_TELEMETRY": "1"}
+           "ORT_DISABLE_TELEMETRY": "1", **(extra_env or {})}
     log = (data_dir / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "webapp", "serve", "--port", str(port)],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -58,13 +56,36 @@ def app_url(tmp_path_factory):
             proc.kill()
             raise RuntimeError("the app did not start in 240 s:\n" + (data_dir / "server.log").read_text())
         time.sleep(0.5)
-    yield url
+    return url, proc, log
+
+
+def _stop_app(proc, log) -> None:
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """A live app on a free port with its own data dir (empty cache), shared by browser tests."""
+    url, proc, log = _start_app(tmp_path_factory.mktemp("app-data"))
+    yield url
+    _stop_app(proc, log)
+
+
+@pytest.fixture(scope="session")
+def public_app_url(tmp_path_factory):
+    """The app as a public demo runs it (SPEECH_STUDIO_PUBLIC=1, no operator token)."""
+    data_dir = tmp_path_factory.mktemp("public-app-data")
+    # The operator's lexicon, which visitors use but cannot change.
+    (data_dir / "lexicon.csv").write_text("term,respelling,case_sensitive\nATP,A T P,yes\n",
+                                          encoding="utf-8")
+    url, proc, log = _start_app(data_dir, {"SPEECH_STUDIO_PUBLIC": "1"})
+    yield url
+    _stop_app(proc, log)
 
 
 @pytest.fixture(scope="session")
@@ -78,9 +99,7 @@ def _playwright():
         yield p
 
 
-@pytest.fixture()
-def new_page(_playwright, app_url):
-    """Factory: ``new_page(fake_audio=None)`` -> a Page on the app, fake microphone if given."""
+def _page_factory(playwright, url):
     browsers = []
 
     def make(fake_audio: Path | None = None):
@@ -88,15 +107,31 @@ def new_page(_playwright, app_url):
         if fake_audio is not None:
             args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                      f"--use-file-for-fake-audio-capture={fake_audio}"]
-        browser = _playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
         browsers.append(browser)
         context = browser.new_context(viewport={"width": 1280, "height": 1000},
                                       permissions=["microphone"] if fake_audio else [])
         page = context.new_page()
-        page.goto(app_url, wait_until="domcontentloaded")
+        page.goto(url, wait_until="domcontentloaded")
         page.wait_for_selector("#tab-synthesize, button[role=tab]", timeout=60_000)
         return page
 
+    return make, browsers
+
+
+@pytest.fixture()
+def new_page(_playwright, app_url):
+    """Factory: ``new_page(fake_audio=None)`` -> a Page on the app, fake microphone if given."""
+    make, browsers = _page_factory(_playwright, app_url)
+    yield make
+    for browser in browsers:
+        browser.close()
+
+
+@pytest.fixture()
+def new_public_page(_playwright, public_app_url):
+    """Factory: a Page on the public-mode app; each call is a separate visitor (own browser)."""
+    make, browsers = _page_factory(_playwright, public_app_url)
     yield make
     for browser in browsers:
         browser.close()

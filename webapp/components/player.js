@@ -11,10 +11,13 @@
                   audioSeconds: 0, done: false, error: null, token: null };
   window.speechStudioStats = stats;
 
-  function newToken() {
-    const a = new Uint8Array(16);
-    crypto.getRandomValues(a);
-    return Array.from(a, (b) => b.toString(16).padStart(2, "0")).join("");
+  // Stream tokens are issued by the server (only issued tokens are accepted, one reader each).
+  async function newToken() {
+    try {
+      const r = await fetch("api/tts/live", { method: "POST", cache: "no-store" });
+      if (!r.ok) return "";
+      return (await r.json()).token || "";
+    } catch (e) { return ""; }
   }
 
   function setStatus(text) {
@@ -29,13 +32,23 @@
     if (state.ctx) { state.ctx.close(); state.ctx = null; }
   }
 
-  async function play(token) {
+  // Called from the Synthesize click: the audio context is made inside the click (so the
+  // browser lets it play), then a token is fetched; returns the token for the handler
+  // ("" when live playback is unavailable: the finished file still arrives).
+  async function start() {
     stop();
-    Object.assign(stats, { clickAt: performance.now(), firstSoundAt: 0, chunks: 0, bytes: 0,
-                           underruns: 0, audioSeconds: 0, done: false, error: null, token });
-    // Created inside the click handler, so the browser allows it to play.
+    const clickAt = performance.now();
     const ctx = new (window.AudioContext || window.webkitAudioContext)();
     state.ctx = ctx;
+    const token = await newToken();
+    if (!token || state.ctx !== ctx) { stats.error = "no stream token"; return ""; }
+    play(token, ctx, clickAt);
+    return token;
+  }
+
+  async function play(token, ctx, clickAt) {
+    Object.assign(stats, { clickAt, firstSoundAt: 0, chunks: 0, bytes: 0,
+                           underruns: 0, audioSeconds: 0, done: false, error: null, token });
     const controller = new AbortController();
     state.controller = controller;
     setStatus("Preparing audio…");
@@ -82,5 +95,5 @@
     setTimeout(() => { if (state.ctx === ctx) setStatus(""); }, left * 1000);
   }
 
-  window.speechStudio = { newToken, play, stop, stats };
+  window.speechStudio = { start, stop, stats };
 })();

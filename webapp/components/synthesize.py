@@ -13,11 +13,15 @@ from pathlib import Path
 
 import gradio as gr
 
-from webapp.components.downloads import OUTPUT_ROOT, write_downloads
+from webapp.api import operator_allowed
+from webapp.components.downloads import write_downloads
+from webapp.limits import client_key
+from webapp.messages import user_message
 from webapp.pipeline.audio import load
-from webapp.pipeline.errors import PipelineError
+from webapp.pipeline.errors import InputError, PipelineError
 from webapp.pipeline.subtitles import to_srt, to_vtt
 from webapp.pipeline.synthesis import SynthesisChunk, SynthesisRequest, SynthesisResult
+from webapp.pipeline.text.lexicon import MAX_CSV_CHARS, MAX_SESSION_ENTRIES, Lexicon, LexiconEntry
 from webapp.pipeline.tts.registry import ENGINE_LABELS
 from webapp.services import Services
 
@@ -28,11 +32,14 @@ EXAMPLE = (
     "Water, H2O, enters through the roots; carbon dioxide enters through the leaves."
 )
 
+SESSION_TTL_S = 6 * 3600
+# The click asks the server for a stream token (the player starts on it at once) and passes it
+# to the handler, which claims it for this synthesis.
 START_PLAYER_JS = """
-(text, engine, voice, speed, fmt, reference, token) => {
-  const t = window.speechStudio ? window.speechStudio.newToken() : "";
-  if (window.speechStudio && text && text.trim()) { window.speechStudio.play(t); }
-  return [text, engine, voice, speed, fmt, reference, t];
+async (text, engine, voice, speed, fmt, reference, token, ...rest) => {
+  let t = "";
+  if (window.speechStudio && text && text.trim()) { t = await window.speechStudio.start(); }
+  return [text, engine, voice, speed, fmt, reference, t, ...rest];
 }
 """
 
@@ -43,8 +50,12 @@ def _write_outputs(result: SynthesisResult) -> tuple[str, list[str]]:
     return paths[0], paths
 
 
-def _metrics_markdown(result: SynthesisResult) -> str:
-    if result.cache_hit:
+def _metrics_markdown(result: SynthesisResult, own_repeat: bool | None = None) -> str:
+    """What the click did. ``own_repeat`` (public deployments): the cache status is shown only
+    for a repeat of the visitor's own request, never for text someone else synthesised."""
+    if own_repeat is not None:
+        cache = "Repeat of your earlier request, served from the cache" if own_repeat else "Done"
+    elif result.cache_hit:
         cache = "**Cache hit** (whole request)"
     elif result.units_cached:
         cache = f"Cache miss (reused {result.units_cached} of {result.units_total} sentences)"
@@ -66,6 +77,15 @@ def _cache_markdown(services: Services) -> str:
             f"from the cache: **{s.hit_rate:.0%}** ({s.hits} of {s.hits + s.misses})")
 
 
+def _session_cache_markdown(stats: dict | None) -> str:
+    """A public visitor's own cache statistics: repeats of their own requests, nothing else."""
+    stats = stats or {}
+    requests, repeats = stats.get("requests", 0), stats.get("repeats", 0)
+    return (f"This session: **{requests}** request(s), **{repeats}** of them repeats of your own "
+            "earlier ones, served from the cache. The shared cache is emptied when the demo "
+            "restarts.")
+
+
 def _voice_choices(services: Services, engine: str) -> tuple[list[tuple[str, str]], str | None]:
     voices = services.tts.voices(engine)
     choices = [(v.description or v.id, v.id) for v in voices]
@@ -78,28 +98,67 @@ def _voice_choices(services: Services, engine: str) -> tuple[list[tuple[str, str
     return choices, default
 
 
-def _lexicon_rows(services: Services) -> list[list]:
-    if services.lexicon is None:
+def _rows(entries: list[LexiconEntry]) -> list[list]:
+    return [[e.term, e.respelling, e.case_sensitive] for e in entries]
+
+
+def _entries(rows) -> list[LexiconEntry]:
+    """Table rows (a DataFrame or lists) -> entries; blank rows are skipped."""
+    entries = []
+    values = rows.values.tolist() if hasattr(rows, "values") else (rows or [])
+    for row in values:
+        term = str(row[0] or "").strip() if len(row) > 0 else ""
+        respelling = str(row[1] or "").strip() if len(row) > 1 else ""
+        if not term and not respelling:
+            continue
+        flag = str(row[2]).lower() if len(row) > 2 else ""
+        entries.append(LexiconEntry(term, respelling, flag not in ("", "false", "0", "no", "none", "nan")))
+    return entries
+
+
+def _lexicon_file(entries: list[LexiconEntry]) -> str:
+    return write_downloads("lexicon", {"csv": Lexicon(entries).to_csv()})[0]
+
+
+class _Lexicons:
+    """Which lexicon a click uses and edits. Private: the deployment's own (saved to its file,
+    shared by everyone on this computer). Public: the visitor's entries, kept in their session
+    only, layered over the operator's lexicon, which visitors cannot change."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.public = services.settings.public
+
+    def own(self, session_rows: list | None) -> list[LexiconEntry]:
+        if self.public:
+            return [LexiconEntry(*row) for row in (session_rows or [])]
+        return self.services.lexicon.entries if self.services.lexicon is not None else []
+
+    def effective(self, session_rows: list | None) -> Lexicon | None:
+        if self.public and session_rows:
+            return Lexicon.layered(self.services.lexicon, self.own(session_rows))
+        return None  # the synthesizer's deployment lexicon
+
+    def store(self, entries: list[LexiconEntry]) -> list:
+        """Validate and keep ``entries``; returns the new session rows (public)."""
+        if self.public:
+            if len(entries) > MAX_SESSION_ENTRIES:
+                raise InputError(f"Your lexicon has {len(entries)} entries; on this shared demo the "
+                                 f"limit is {MAX_SESSION_ENTRIES}.")
+            checked = Lexicon(entries).entries  # validates; later entries win
+            return [[e.term, e.respelling, e.case_sensitive] for e in checked]
+        self.services.lexicon.replace(entries)
+        self.services.lexicon.save()
         return []
-    return [[e.term, e.respelling, e.case_sensitive] for e in services.lexicon.entries]
 
 
-def _lexicon_file(services: Services) -> str | None:
-    if services.lexicon is None:
-        return None
-    OUTPUT_ROOT.mkdir(parents=True, exist_ok=True)
-    path = OUTPUT_ROOT / "lexicon.csv"
-    path.write_text(services.lexicon.to_csv(), encoding="utf-8")
-    return str(path)
-
-
-def _safe_preview(services: Services, value: str) -> str:
+def _safe_preview(services: Services, value: str, lexicon: Lexicon | None = None) -> str:
     if not value or not value.strip():
         return ""
     try:
-        return services.synthesizer.preview(value)
+        return services.synthesizer.preview(value, lexicon)
     except PipelineError as exc:
-        return f"({exc})"
+        return f"({user_message(exc, public=services.settings.public)})"
 
 
 def build_synthesize_tab(services: Services) -> None:
@@ -148,127 +207,172 @@ def build_synthesize_tab(services: Services) -> None:
                           elem_id="tts-audio")
         downloads = gr.File(label="Downloads: audio, subtitles (.srt, .vtt)", file_count="multiple",
                             interactive=False, elem_id="tts-downloads")
+    lexicons = _Lexicons(services)
+    public = settings.public
+    # Per-visitor state lives in the session (Gradio drops it when the page is closed, and
+    # after SESSION_TTL_S at the latest), never in module globals.
+    session_lexicon = gr.State([], time_to_live=SESSION_TTL_S)
+    session_stats = gr.State(None, time_to_live=SESSION_TTL_S)
     with gr.Accordion("Pronunciation lexicon (applied before numbers and formulas)", open=False):
-        gr.Markdown("Teach the voice a name or term: write how it should be said, e.g. "
-                    "*Nguyen → win*, *ATP → A T P*. Saved for everyone using this computer.")
+        if public:
+            operator_count = len(services.lexicon.entries) if services.lexicon is not None else 0
+            gr.Markdown("Teach the voice a name or term: write how it should be said, e.g. "
+                        "*Nguyen → win*, *ATP → A T P*. Your entries apply only to this browser "
+                        "session and are forgotten when you close the page; the server's own "
+                        f"list ({operator_count} entries) applies too.")
+        else:
+            gr.Markdown("Teach the voice a name or term: write how it should be said, e.g. "
+                        "*Nguyen → win*, *ATP → A T P*. Saved for everyone using this computer.")
+        initial_rows = _rows(lexicons.own([]))
         lexicon_table = gr.Dataframe(
             headers=["term", "respelling", "case sensitive"], datatype=["str", "str", "bool"],
-            value=_lexicon_rows(services), column_count=(3, "fixed"), interactive=True,
-            row_count=(max(3, len(_lexicon_rows(services)) + 1), "dynamic"), elem_id="lexicon-table",
+            value=initial_rows, column_count=(3, "fixed"), interactive=True,
+            row_count=(max(3, len(initial_rows) + 1), "dynamic"), elem_id="lexicon-table",
         )
         with gr.Row():
             lexicon_save = gr.Button("Save lexicon", size="sm", variant="primary", elem_id="lexicon-save")
             lexicon_import = gr.UploadButton("Import CSV", file_types=[".csv"], size="sm",
                                              elem_id="lexicon-import")
             lexicon_export = gr.DownloadButton("Export CSV", size="sm", elem_id="lexicon-export",
-                                               value=_lexicon_file(services))
+                                               value=_lexicon_file(lexicons.own([])))
+    operator_token = None
+    clear = None
     with gr.Accordion("Synthesis cache", open=False):
-        cache_info = gr.Markdown(_cache_markdown(services), elem_id="cache-info")
+        cache_info = gr.Markdown(_session_cache_markdown(None) if public else _cache_markdown(services),
+                                 elem_id="cache-info")
         with gr.Row():
             refresh = gr.Button("Refresh", size="sm", elem_id="cache-refresh")
-            clear = gr.Button("Clear cache", size="sm", variant="stop", elem_id="cache-clear")
+            # Clearing is an operator action: absent on a public page unless an operator token
+            # is configured, and it always asks for that token when one is.
+            if not public or settings.operator_token:
+                if settings.operator_token:
+                    operator_token = gr.Textbox(label="Operator token", type="password",
+                                                max_lines=1, elem_id="operator-token")
+                clear = gr.Button("Clear cache", size="sm", variant="stop", elem_id="cache-clear")
+
+    def fail(exc: Exception) -> gr.Error:
+        return gr.Error(user_message(exc, public=public))
 
     def on_engine(engine_name: str):
         choices, default = _voice_choices(services, engine_name)
-        note = None
         if not choices:
-            note = f"No {engine_name} voice is installed here; see the README's 'Models' section."
-            gr.Warning(note)
+            gr.Warning(f"No {engine_name} voice is installed here; see the README's 'Models' section.")
         return gr.Dropdown(choices=choices, value=default)
 
-    def on_preview(value: str) -> str:
-        return _safe_preview(services, value)
+    def on_preview(value: str, own_rows) -> str:
+        return _safe_preview(services, value, lexicons.effective(own_rows))
 
     def on_synthesize(text_value, engine_name, voice_id, speed_value, fmt_value, reference_path,
-                      token_value, progress=gr.Progress()):
-        channel = services.live.channel(token_value) if token_value else None
+                      token_value, own_rows, stats, request: gr.Request,
+                      progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+        client = client_key(request.client.host if request and request.client else None,
+                            request.headers if request else None, settings.trust_proxy)
+        channel = services.live.claim(token_value)
         try:
             ref_audio = None
             if reference_path:
                 ref_audio = load(reference_path, max_seconds=settings.max_clone_clip_s)
-            request = SynthesisRequest(text=text_value or "", engine=engine_name, voice=voice_id,
-                                       speed=float(speed_value), fmt=fmt_value, reference=ref_audio)
-            progress(0, desc="Starting…")
+            synth_request = SynthesisRequest(
+                text=text_value or "", engine=engine_name, voice=voice_id,
+                speed=float(speed_value), fmt=fmt_value, reference=ref_audio,
+                lexicon=lexicons.effective(own_rows))
+            progress(0, desc="Waiting for a free voice…")
             result = None
-            for item in services.synthesizer.stream(request):
-                if isinstance(item, SynthesisChunk):
-                    if channel is not None:
-                        channel.publish(item.audio.to_int16().tobytes(), item.audio.sample_rate)
-                    progress((item.index + 1) / max(item.total, 1),
-                             desc=f"Sentence {item.index + 1} of {item.total}")
-                else:
-                    result = item
+            with services.limits.synthesis.hold(client):
+                progress(0, desc="Starting…")
+                for item in services.synthesizer.stream(synth_request):
+                    if isinstance(item, SynthesisChunk):
+                        if channel is not None:
+                            channel.publish(item.audio.to_int16().tobytes(), item.audio.sample_rate)
+                        progress((item.index + 1) / max(item.total, 1),
+                                 desc=f"Sentence {item.index + 1} of {item.total}")
+                    else:
+                        result = item
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one readable sentence
+            raise fail(exc) from None
+        finally:
             if channel is not None:
                 channel.close()
-        except PipelineError as exc:
-            if channel is not None:
-                channel.close(str(exc))
-            raise gr.Error(str(exc)) from None
-        except Exception:
-            if channel is not None:
-                channel.close("internal error")
-            logger.exception("synthesis failed")
-            raise gr.Error("Synthesis failed unexpectedly; the error was logged. Try again, or try another voice.") from None
         audio_path, files = _write_outputs(result)
-        return audio_path, files, _metrics_markdown(result), _cache_markdown(services)
+        if public:
+            stats = _count_request(stats, result)
+            return (audio_path, files, _metrics_markdown(result, stats["own_repeat"]),
+                    _session_cache_markdown(stats), stats)
+        return audio_path, files, _metrics_markdown(result), _cache_markdown(services), stats
 
     engine.change(on_engine, engine, voice, queue=False)
-    text.change(on_preview, text, preview, trigger_mode="always_last", show_progress="hidden",
-                concurrency_limit=4)
+    text.change(on_preview, [text, session_lexicon], preview, trigger_mode="always_last",
+                show_progress="hidden", concurrency_limit=4)
     run.click(
         on_synthesize,
-        [text, engine, voice, speed, fmt, reference, token],
-        [player, downloads, metrics, cache_info],
+        [text, engine, voice, speed, fmt, reference, token, session_lexicon, session_stats],
+        [player, downloads, metrics, cache_info, session_stats],
         js=START_PLAYER_JS,
         concurrency_limit=settings.concurrency,
         concurrency_id="synthesis",
     )
     stop.click(None, None, None, js="() => { window.speechStudio && window.speechStudio.stop(); }")
-    refresh.click(lambda: _cache_markdown(services), None, cache_info, queue=False)
+    if public:
+        refresh.click(_session_cache_markdown, session_stats, cache_info, queue=False)
+    else:
+        refresh.click(lambda: _cache_markdown(services), None, cache_info, queue=False)
 
-    def on_lexicon_save(rows, text_value):
-        from webapp.pipeline.text.lexicon import LexiconEntry
+    def lexicon_outputs(own_rows, text_value):
+        own = lexicons.own(own_rows)
+        return (_rows(own), _safe_preview(services, text_value, lexicons.effective(own_rows)),
+                _lexicon_file(own), own_rows)
 
-        entries = []
-        values = rows.values.tolist() if hasattr(rows, "values") else (rows or [])
-        for row in values:
-            term = str(row[0] or "").strip() if len(row) > 0 else ""
-            respelling = str(row[1] or "").strip() if len(row) > 1 else ""
-            if not term and not respelling:
-                continue
-            case = bool(row[2]) if len(row) > 2 and str(row[2]).lower() not in ("", "false", "0", "no", "none", "nan") else False
-            entries.append(LexiconEntry(term, respelling, case))
+    def on_lexicon_save(rows, text_value, own_rows):
         try:
-            services.lexicon.replace(entries)
-            services.lexicon.save()
+            entries = _entries(rows)
+            own_rows = lexicons.store(entries)
         except PipelineError as exc:
-            raise gr.Error(str(exc)) from None
+            raise fail(exc) from None
         gr.Info(f"Lexicon saved ({len(entries)} entries).")
-        return _lexicon_rows(services), _safe_preview(services, text_value), _lexicon_file(services)
+        return lexicon_outputs(own_rows, text_value)
 
-    def on_lexicon_import(file, text_value):
-        from webapp.pipeline.text.lexicon import Lexicon
-
+    def on_lexicon_import(file, text_value, own_rows):
         try:
-            raw = Path(file).read_bytes()[:1_000_000].decode("utf-8-sig")
+            raw = Path(file).read_bytes()[:MAX_CSV_CHARS + 1].decode("utf-8-sig")
             entries = Lexicon.parse_csv(raw)
-            services.lexicon.replace(services.lexicon.entries + entries)
-            services.lexicon.save()
+            own_rows = lexicons.store(lexicons.own(own_rows) + entries)
         except UnicodeDecodeError:
             raise gr.Error("The lexicon file is not UTF-8 text.") from None
         except PipelineError as exc:
-            raise gr.Error(str(exc)) from None
+            raise fail(exc) from None
         gr.Info(f"Imported {len(entries)} entries.")
-        return _lexicon_rows(services), _safe_preview(services, text_value), _lexicon_file(services)
+        return lexicon_outputs(own_rows, text_value)
 
     if services.lexicon is not None:
-        lexicon_save.click(on_lexicon_save, [lexicon_table, text], [lexicon_table, preview, lexicon_export])
-        lexicon_import.upload(on_lexicon_import, [lexicon_import, text], [lexicon_table, preview, lexicon_export])
+        lexicon_outputs_list = [lexicon_table, preview, lexicon_export, session_lexicon]
+        lexicon_save.click(on_lexicon_save, [lexicon_table, text, session_lexicon],
+                           lexicon_outputs_list, api_visibility="undocumented" if public else "public")
+        lexicon_import.upload(on_lexicon_import, [lexicon_import, text, session_lexicon],
+                              lexicon_outputs_list, api_visibility="undocumented" if public else "public")
 
-    def on_clear() -> str:
-        services.cache.clear()
-        gr.Info("Cache cleared.")
-        return _cache_markdown(services)
+    if clear is not None:
+        def on_clear(*token_value) -> str:
+            if settings.operator_token and not operator_allowed(services, (token_value or [""])[0]):
+                raise gr.Error("Clearing the cache needs the operator token.")
+            services.cache.clear()
+            gr.Info("Cache cleared.")
+            return _cache_markdown(services)
 
-    clear.click(on_clear, None, cache_info)
+        clear.click(on_clear, [operator_token] if operator_token is not None else None, cache_info,
+                    api_visibility="private")
 
+
+def _count_request(stats: dict | None, result: SynthesisResult) -> dict:
+    """Update a public visitor's own statistics. A request counts as a repeat only if this
+    session made it before: whether somebody else did is not shown."""
+    stats = dict(stats or {"requests": 0, "repeats": 0, "keys": []})
+    keys = list(stats.get("keys", []))
+    digest = result.request_key[:16]
+    own_repeat = bool(digest) and digest in keys
+    stats["requests"] = stats.get("requests", 0) + 1
+    stats["repeats"] = stats.get("repeats", 0) + int(own_repeat)
+    if digest and not own_repeat:
+        keys = (keys + [digest])[-200:]
+    stats["keys"] = keys
+    stats["own_repeat"] = own_repeat
+    return stats

@@ -14,7 +14,8 @@ import logging
 import gradio as gr
 
 from webapp.components.downloads import write_downloads
-from webapp.pipeline.errors import PipelineError
+from webapp.limits import client_key
+from webapp.messages import user_message
 from webapp.pipeline.stt.base import TranscribeOptions
 from webapp.pipeline.stt.files import (
     load_for_transcription,
@@ -103,28 +104,29 @@ def build_transcribe_tab(services: Services) -> None:
                                  elem_id="file-words")
 
     # -- file transcription -----------------------------------------------------------------
+    settings = services.settings
+
     def on_transcribe(path, engine_name, model_name, vocabulary_text, denoise_value,
-                      progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+                      request: gr.Request, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
         if not path:
             raise gr.Error("Upload or record a file first.")
+        client = client_key(request.client.host if request and request.client else None,
+                            request.headers if request else None, settings.trust_proxy)
         try:
             progress(0.0, desc="Decoding audio")
             audio = load_for_transcription(path, stt.stt.max_transcribe_s)
-            progress(0.05, desc="Loading the model")
-            recogniser = stt.get(engine_name, model_name)
-            options = TranscribeOptions(initial_prompt=(vocabulary_text or "").strip() or None,
-                                        denoise=bool(denoise_value))
-            result = transcribe_audio(
-                recogniser, audio, options,
-                progress=lambda f: progress(0.1 + 0.9 * f, desc="Transcribing"),
-                original_rate_hz=_original_rate(path),
-            )
-        except PipelineError as exc:
-            raise gr.Error(str(exc)) from None
-        except Exception:  # noqa: BLE001 - log it, show a readable message
-            logger.exception("file transcription failed")
-            raise gr.Error("Transcription failed unexpectedly; the error was logged. "
-                           "Try again or try another model.") from None
+            progress(0.05, desc="Waiting for the recogniser")
+            with services.limits.transcription.hold(client):
+                recogniser = stt.get(engine_name, model_name)
+                options = TranscribeOptions(initial_prompt=(vocabulary_text or "").strip() or None,
+                                            denoise=bool(denoise_value))
+                result = transcribe_audio(
+                    recogniser, audio, options,
+                    progress=lambda f: progress(0.1 + 0.9 * f, desc="Transcribing"),
+                    original_rate_hz=_original_rate(path),
+                )
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one readable sentence
+            raise gr.Error(user_message(exc, public=settings.public)) from None
         t = result.transcript
         for warning in result.warnings:
             gr.Warning(warning)

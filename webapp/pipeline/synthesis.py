@@ -34,6 +34,7 @@ from webapp.pipeline.cache import SynthesisCache, cache_key
 from webapp.pipeline.errors import InputError
 from webapp.pipeline.subtitles import Cue
 from webapp.pipeline.text import segment
+from webapp.pipeline.text.lexicon import Lexicon
 from webapp.pipeline.text.prepare import prepare, text_version
 from webapp.pipeline.tts.base import SynthesisOptions
 from webapp.pipeline.tts.registry import TTSRegistry
@@ -58,6 +59,9 @@ class SynthesisRequest:
     speed: float = 1.0
     fmt: str = "wav"
     reference: Audio | None = None
+    # The lexicon for this request (a visitor's own entries layered over the operator's on a
+    # public deployment); None means the synthesizer's deployment lexicon.
+    lexicon: Lexicon | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class SynthesisResult:
     ttfa_ms: float  # request start -> first audio ready (server side)
     compute_s: float
     warnings: list[str] = field(default_factory=list)
+    request_key: str = ""  # the whole-request cache key (lets a session recognise its repeats)
 
     @property
     def audio_s(self) -> float:
@@ -207,9 +212,13 @@ class Synthesizer:
         self._locks = _KeyedLocks()
 
     # -- planning ------------------------------------------------------------------------
-    def plan(self, text: str) -> list[_Unit]:
+    def _lexicon(self, lexicon: Lexicon | None) -> Lexicon | None:
+        return lexicon if lexicon is not None else self.lexicon
+
+    def plan(self, text: str, lexicon: Lexicon | None = None) -> list[_Unit]:
         """Split written text into spoken units (sentences; the first one's first clause on its
         own so the first audio is ready sooner)."""
+        lexicon = self._lexicon(lexicon)
         units: list[_Unit] = []
         paragraphs = segment.split_paragraphs(text)
         for p_index, paragraph in enumerate(paragraphs):
@@ -217,7 +226,7 @@ class Synthesizer:
             if not units and sentences:
                 sentences = segment.split_first_clause(sentences[0]) + sentences[1:]
             for s_index, sentence in enumerate(sentences):
-                pieces = tuple(prepare(sentence, self.lexicon))
+                pieces = tuple(prepare(sentence, lexicon))
                 if not pieces:
                     continue
                 last_in_paragraph = s_index == len(sentences) - 1
@@ -229,11 +238,11 @@ class Synthesizer:
                 units.append(_Unit(_PAUSE_MARK.sub(" ", sentence).strip(), pieces, gap))
         return units
 
-    def preview(self, text: str) -> str:
+    def preview(self, text: str, lexicon: Lexicon | None = None) -> str:
         """The text the engine will speak, pauses shown as [pause Ns] (UI preview)."""
         text, _ = clean_text(text, self.settings.max_text_chars)
         lines = []
-        for unit in self.plan(text):
+        for unit in self.plan(text, lexicon):
             lines.append(" ".join(p if isinstance(p, str) else f"[pause {p:g}s]" for p in unit.pieces))
         return "\n".join(lines)
 
@@ -245,7 +254,8 @@ class Synthesizer:
             ref = hashlib.sha256(request.reference.samples.tobytes()).hexdigest()[:16]
         return {
             "engine": engine_name, "model": engine.model_id(voice), "voice": voice,
-            "speed": round(float(request.speed), 3), "text_version": text_version(self.lexicon),
+            "speed": round(float(request.speed), 3),
+            "text_version": text_version(self._lexicon(request.lexicon)),
             "reference": ref,
         }
 
@@ -286,11 +296,12 @@ class Synthesizer:
                     model_id=common["model"], cache_hit=True, units_total=units_total,
                     units_cached=units_total, ttfa_ms=ttfa,
                     compute_s=time.perf_counter() - t0, warnings=warnings,
+                    request_key=request_key,
                 )
                 return
 
         self.cache.record_request(False)
-        units = self.plan(text)
+        units = self.plan(text, request.lexicon)
         if not units:
             raise InputError("Nothing speakable is left after removing symbols: type some words.")
         limit_s = self.settings.max_output_s
@@ -361,7 +372,7 @@ class Synthesizer:
             audio=audio, data=data, fmt=fmt, cues=cues, engine=engine_name, voice=voice,
             model_id=common["model"], cache_hit=False, units_total=pieces_total,
             units_cached=min(cached_units, pieces_total), ttfa_ms=ttfa_ms or 0.0,
-            compute_s=busy_s, warnings=warnings,
+            compute_s=busy_s, warnings=warnings, request_key=request_key,
         )
 
     def _cached_unit(self, key: str) -> Audio | None:
@@ -390,7 +401,9 @@ class Synthesizer:
                             parts.append(audio)
                             yield audio, False
                     if parts:
-                        self.cache.put(key, _wav_bytes(Audio.concat(parts)), {"text": text[:200]})
+                        # No text in the metadata: the key covers it, and a visitor's words
+                        # should not sit in the cache's index (issue 9).
+                        self.cache.put(key, _wav_bytes(Audio.concat(parts)), {})
                     return
         yield cached, True
 

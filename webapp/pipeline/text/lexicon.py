@@ -21,6 +21,7 @@ from pathlib import Path
 from webapp.pipeline.errors import InputError
 
 MAX_ENTRIES = 2000
+MAX_SESSION_ENTRIES = 200  # a visitor's own entries on a public deployment
 MAX_TERM_CHARS = 100
 MAX_RESPELLING_CHARS = 200
 MAX_CSV_CHARS = 1_000_000
@@ -44,6 +45,11 @@ def _validate(entry: LexiconEntry, row: int | None = None) -> LexiconEntry:
         raise InputError(f"The lexicon entry '{term}' needs a respelling{where}.")
     if _CONTROL.search(term) or _CONTROL.search(respelling):
         raise InputError(f"The lexicon entry '{term[:30]}' contains control characters{where}.")
+    if "[" in respelling or "]" in respelling or "[" in term or "]" in term:
+        # A respelling is words; brackets would smuggle in pause marks ("the" -> "[pause 10s]")
+        # or raw phonemes.
+        raise InputError(f"The lexicon entry '{term[:30]}' contains square brackets{where}: "
+                         "write the respelling as plain words (pauses belong in the text).")
     if len(term) > MAX_TERM_CHARS or len(respelling) > MAX_RESPELLING_CHARS:
         raise InputError(f"The lexicon entry '{term[:30]}' is too long{where}: terms up to "
                          f"{MAX_TERM_CHARS} characters, respellings up to {MAX_RESPELLING_CHARS}.")
@@ -51,15 +57,17 @@ def _validate(entry: LexiconEntry, row: int | None = None) -> LexiconEntry:
 
 
 class Lexicon:
-    def __init__(self, entries: list[LexiconEntry] | None = None, path: Path | None = None) -> None:
+    def __init__(self, entries: list[LexiconEntry] | None = None, path: Path | None = None,
+                 max_entries: int = MAX_ENTRIES) -> None:
         self.path = path
+        self.max_entries = max_entries
         self._lock = threading.Lock()
         self._set(entries or [])
 
     # -- contents ------------------------------------------------------------------------
     def _set(self, entries: list[LexiconEntry]) -> None:
-        if len(entries) > MAX_ENTRIES:
-            raise InputError(f"The lexicon has {len(entries)} entries; the limit is {MAX_ENTRIES}.")
+        if len(entries) > self.max_entries:
+            raise InputError(f"The lexicon has {len(entries)} entries; the limit is {self.max_entries}.")
         checked = [_validate(e, i + 1) for i, e in enumerate(entries)]
         # Later entries win over earlier ones for the same term.
         unique = {(e.term if e.case_sensitive else e.term.lower(), e.case_sensitive): e for e in checked}
@@ -84,6 +92,13 @@ class Lexicon:
     @property
     def version(self) -> str:
         return self._version
+
+    @classmethod
+    def layered(cls, base: Lexicon | None, own: list[LexiconEntry]) -> Lexicon:
+        """``base`` (the operator's lexicon) with ``own`` entries on top: a visitor's entry
+        wins over the operator's for the same term. Never saved (no path)."""
+        base_entries = base.entries if base is not None else []
+        return cls(base_entries + list(own), max_entries=len(base_entries) + MAX_SESSION_ENTRIES)
 
     def replace(self, entries: list[LexiconEntry]) -> None:
         with self._lock:
