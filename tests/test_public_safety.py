@@ -318,3 +318,54 @@ def test_cache_metadata_keeps_no_sentence_text(tmp_path):
         units += 1
         assert "Zebediah" not in json.dumps(meta)
     assert units >= 2
+
+
+# -- clients that go away ---------------------------------------------------------------------------
+
+def test_a_client_that_disconnects_while_waiting_frees_its_place(tmp_path, held):
+    import socket
+
+    import uvicorn
+
+    services, app = _app(tmp_path, concurrency=1, max_queue=1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        pool = services.limits.synthesis
+        release = held(pool)
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up and hangs up
+            httpx.post(f"http://127.0.0.1:{port}/api/synthesize", json={"text": "Wait for me."},
+                       timeout=httpx.Timeout(30, read=0.5))
+        deadline = time.monotonic() + 3
+        while pool.waiting and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.waiting == 0 and services.limits.clients.active("127.0.0.1") == 0
+        # Its place in the line (max_queue=1) is free for the next client.
+        threading.Timer(0.5, release.set).start()
+        r = httpx.post(f"http://127.0.0.1:{port}/api/synthesize", json={"text": "My turn."},
+                       timeout=30)
+        assert r.status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_player_that_disconnects_mid_stream_frees_its_channel(live_server):
+    services, url = live_server
+    with httpx.Client(base_url=url, timeout=30) as client:
+        token = client.post("/api/tts/live").json()["token"]
+        channel = services.live.claim(token)
+        channel.publish(b"\0\0" * 22050, 22050)
+        with client.stream("GET", f"/api/tts/live/{token}") as r:
+            next(r.iter_bytes())  # the first chunk arrives, then the page goes away
+    deadline = time.monotonic() + 3
+    while len(services.live) and time.monotonic() < deadline:
+        channel.publish(b"\0\0" * 2205, 22050)  # the job keeps publishing; no one reads
+        time.sleep(0.1)
+    assert len(services.live) == 0 and channel.publish(b"\0\0", 22050) is False
