@@ -108,3 +108,60 @@ def test_a_pickled_row_is_never_unpickled(tmp_path):
     assert not marker.exists()
     cache.put(key, b"audio", {"n": 1})  # the slot is usable again
     assert cache.get(key).payload == b"audio"
+
+
+# -- the checksummed envelope, expiry ---------------------------------------------------------------
+
+def test_envelope_rejects_every_flipped_bit_truncation_and_padding():
+    blob = pack(b"\x00\x01audio" * 8, {"cues": [[0.0, 1.5, "Hello."]], "sr": 22050})
+    assert unpack(blob).meta["sr"] == 22050
+    for i in range(len(blob)):  # header, checksum, metadata and payload are all covered
+        for bit in (0x01, 0x80):
+            damaged = bytearray(blob)
+            damaged[i] ^= bit
+            with pytest.raises(ValueError):
+                unpack(bytes(damaged))
+    for n in range(len(blob)):
+        with pytest.raises(ValueError):
+            unpack(blob[:n])
+    with pytest.raises(ValueError):
+        unpack(blob + b"\x00")
+
+
+def test_an_entry_of_the_unchecked_old_envelope_is_a_quiet_miss(tmp_path, caplog):
+    cache = DiskSynthesisCache(tmp_path / "c")
+    old = b"SSC1" + (2).to_bytes(4, "little") + b"{}" + b"audio"  # what the previous version wrote
+    cache._cache.set("k", old)
+    with caplog.at_level("DEBUG", logger="webapp.pipeline.cache"):
+        assert cache.get("k") is None
+    assert "k" not in cache._cache  # removed: the slot is filled again on the next synthesis
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_expiry_is_stored_with_each_entry_and_expired_entries_are_misses(tmp_path):
+    import sqlite3
+    import time
+
+    for expire_s, expect_expiry in [(None, False), (0, False), (3600.0, True)]:
+        directory = tmp_path / f"c{expire_s}"
+        cache = DiskSynthesisCache(directory, expire_s=expire_s)
+        before = time.time()
+        cache.put("k", b"audio", {"n": 1})
+        _, expire_time = cache._cache.get("k", expire_time=True)
+        if expect_expiry:
+            assert before + 3600 <= expire_time <= time.time() + 3600
+        else:
+            assert expire_time is None  # 0 means "never", as in SPEECH_STUDIO_CACHE_TTL_S=0
+        cache.close()
+    # Time passes: the entry is a miss for diskcache's lookup and for the read-only index.
+    cache = DiskSynthesisCache(tmp_path / "c3600.0", expire_s=3600.0)
+    con = sqlite3.connect(tmp_path / "c3600.0" / "cache.db", isolation_level=None)
+    con.execute("UPDATE Cache SET expire_time = ? WHERE key = 'k'", (time.time() - 1,))
+    con.close()
+    assert cache.get("k") is None
+    assert cache._index.fetch("k") is None
+    cache.close()
+    # Reopening removes what expired, so visitors' text does not wait for the next write to go.
+    cache = DiskSynthesisCache(tmp_path / "c3600.0", expire_s=3600.0)
+    assert len(cache._cache) == 0
+    cache.close()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from webapp.config import Settings
 from webapp.limits import Limits
-from webapp.pipeline.cache import DiskSynthesisCache, NullCache, SynthesisCache
+from webapp.pipeline.cache import NullCache, SynthesisCache, open_cache
 from webapp.pipeline.delivery import LiveHub
 from webapp.pipeline.errors import PipelineError
 from webapp.pipeline.synthesis import Synthesizer
@@ -72,10 +72,14 @@ def _warm_up_evaluation() -> None:
 
 
 def build_services(settings: Settings, *, preload: bool = True, with_stt: bool = True) -> Services:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # an unwritable data dir: no cache, no saved lexicon, still serving
+        logger.warning("cannot create the data directory %s (%s)", settings.data_dir, exc)
     cache: SynthesisCache
     if settings.cache_enabled:
-        cache = DiskSynthesisCache(settings.cache_dir, settings.cache_size_mb)
+        cache = open_cache(settings.cache_dir, settings.cache_size_mb,
+                           expire_s=settings.cache_ttl_s or None)
     else:
         cache = NullCache()
     tts = TTSRegistry(settings)
