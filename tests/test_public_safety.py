@@ -90,7 +90,7 @@ def test_one_client_cannot_take_every_slot(tmp_path, held):
         held(services.limits.synthesis, client="10.0.0.7")
         assert client.post("/api/synthesize", json={"text": "Hello there."},
                            headers={"x-forwarded-for": "10.0.0.8"}).status_code == 200
-        assert client.post("/api/synthesize", json={"text": "Hello there."},
+        assert client.post("/api/synthesize", json={"text": "Hello again."},  # not cached
                            headers={"x-forwarded-for": "10.0.0.7, 10.0.0.1"}).status_code == 429
 
 
@@ -369,3 +369,16 @@ def test_a_player_that_disconnects_mid_stream_frees_its_channel(live_server):
         channel.publish(b"\0\0" * 2205, 22050)  # the job keeps publishing; no one reads
         time.sleep(0.1)
     assert len(services.live) == 0 and channel.publish(b"\0\0", 22050) is False
+
+
+def test_a_cached_request_does_not_wait_behind_new_ones(tmp_path, held):
+    """bench/load.py found every cache hit finishing last: the lookup came after the slot."""
+    services, app = _app(tmp_path, concurrency=1, max_queue=4)
+    with TestClient(app) as client:
+        body = {"text": "Repeat after me."}
+        assert client.post("/api/synthesize", json=body).status_code == 200
+        held(services.limits.synthesis)  # a long new lesson holds the only voice
+        t0 = time.monotonic()
+        r = client.post("/api/synthesize", json=body)
+        assert r.status_code == 200 and time.monotonic() - t0 < 2
+        assert json.loads(r.headers["x-synthesis-metrics"])["cache_hit"] is True

@@ -61,3 +61,19 @@ def test_overlapping_and_empty_cues_are_made_playable():
 def test_no_cues_still_gives_valid_files():
     assert list(srt.parse(to_srt([]))) == []
     assert webvtt.from_buffer(io.StringIO(to_vtt([]))).captions == []
+
+
+def test_a_word_whisper_returns_in_pieces_is_never_split_between_cues():
+    """Whisper gives "self-substantial" as " self" + "-substantial"; a cue broke between them
+    (the 6 s limit falls there), so the SRT had a cue "-substantial fuel." and the TXT download
+    read "self -substantial" (found by bench/load.py on Sonnet 1)."""
+    from webapp.pipeline.stt.base import Segment, Transcript, Word
+    from webapp.pipeline.stt.files import render
+
+    words = (Word(" flame", 0, 2), Word(" with", 2, 4), Word(" self", 4, 5.5),
+             Word("-substantial", 5.5, 6.2), Word(" fuel.", 6.2, 6.8))
+    t = Transcript("flame with self-substantial fuel.",
+                   (Segment(" flame with self-substantial fuel.", 0, 6.8, words),), "en", 6.8)
+    assert render(t, "txt").split() == "flame with self-substantial fuel.".split()
+    cues = [c.content for c in srt.parse(render(t, "srt"))]
+    assert not any(c.startswith("-") for c in cues) and "self-substantial" in " ".join(cues)

@@ -109,9 +109,12 @@ def build_router(services: Services) -> APIRouter:
         synth_request = SynthesisRequest(text=body.text, engine=body.engine, voice=body.voice,
                                          speed=body.speed, fmt=body.format)
         try:
-            async with services.limits.synthesis.hold_async(request_client(request, services),
-                                                            request.is_disconnected):
-                result = await run_in_threadpool(services.synthesizer.run, synth_request)
+            # A repeat is answered from the cache at once, without queueing for a model slot.
+            result = await run_in_threadpool(services.synthesizer.cached, synth_request)
+            if result is None:
+                async with services.limits.synthesis.hold_async(
+                        request_client(request, services), request.is_disconnected):
+                    result = await run_in_threadpool(services.synthesizer.run, synth_request)
         except Busy as exc:
             return busy_response(exc)
         except ClientGone:

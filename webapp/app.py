@@ -144,6 +144,15 @@ def create_app(services):
     from webapp.live_captions import build_live_router
 
     settings = services.settings
+    try:
+        # Gradio imports matplotlib on the event loop around the first page event after a start
+        # (its backend switch in process_api): 1-4 s with nothing else answered, health checks
+        # included (bench/load.py). Pay it here, before serving.
+        import matplotlib
+
+        matplotlib.get_backend()  # resolves (and imports) the default backend
+    except ImportError:
+        pass
     app = FastAPI(title="Speech Studio", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.include_router(build_router(services))
     app.include_router(build_live_router(services))

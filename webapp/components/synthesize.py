@@ -276,18 +276,24 @@ def build_synthesize_tab(services: Services) -> None:
                 text=text_value or "", engine=engine_name, voice=voice_id,
                 speed=float(speed_value), fmt=fmt_value, reference=ref_audio,
                 lexicon=lexicons.effective(own_rows))
-            progress(0, desc="Waiting for a free voice…")
-            result = None
-            with services.limits.synthesis.hold(client):
-                progress(0, desc="Starting…")
-                for item in services.synthesizer.stream(synth_request):
-                    if isinstance(item, SynthesisChunk):
-                        if channel is not None:
-                            channel.publish(item.audio.to_int16().tobytes(), item.audio.sample_rate)
-                        progress((item.index + 1) / max(item.total, 1),
-                                 desc=f"Sentence {item.index + 1} of {item.total}")
-                    else:
-                        result = item
+            # A repeat is answered from the cache at once, without queueing for a voice.
+            result = services.synthesizer.cached(synth_request)
+            if result is not None:
+                if channel is not None:
+                    channel.publish(result.audio.to_int16().tobytes(), result.audio.sample_rate)
+            else:
+                progress(0, desc="Waiting for a free voice…")
+                with services.limits.synthesis.hold(client):
+                    progress(0, desc="Starting…")
+                    for item in services.synthesizer.stream(synth_request):
+                        if isinstance(item, SynthesisChunk):
+                            if channel is not None:
+                                channel.publish(item.audio.to_int16().tobytes(),
+                                                item.audio.sample_rate)
+                            progress((item.index + 1) / max(item.total, 1),
+                                     desc=f"Sentence {item.index + 1} of {item.total}")
+                        else:
+                            result = item
         except Exception as exc:  # noqa: BLE001 - every failure becomes one readable sentence
             raise fail(exc) from None
         finally:

@@ -260,8 +260,19 @@ class Synthesizer:
         }
 
     # -- synthesis -----------------------------------------------------------------------
-    def stream(self, request: SynthesisRequest) -> Iterator[SynthesisChunk | SynthesisResult]:
-        """Yield ``SynthesisChunk``s as audio becomes ready, then one ``SynthesisResult``."""
+    def cached(self, request: SynthesisRequest) -> SynthesisResult | None:
+        """The whole request from the cache, or None. No model work: callers answer repeats
+        with this before they queue for a model slot, so a cached lesson is never stuck behind
+        new ones."""
+        for item in self.stream(request, cache_only=True):
+            if isinstance(item, SynthesisResult):
+                return item
+        return None
+
+    def stream(self, request: SynthesisRequest, *,
+               cache_only: bool = False) -> Iterator[SynthesisChunk | SynthesisResult]:
+        """Yield ``SynthesisChunk``s as audio becomes ready, then one ``SynthesisResult``
+        (with ``cache_only``, only when the whole request is cached; nothing otherwise)."""
         t0 = time.perf_counter()
         busy_s = 0.0  # time spent here, not in the consumer
         resume = t0
@@ -273,8 +284,7 @@ class Synthesizer:
         voice = request.voice or self.registry.default_voice(engine_name)
         options = SynthesisOptions(voice=voice, speed=float(request.speed), reference=request.reference)
         text, warnings = clean_text(request.text, self.settings.max_text_chars)
-        engine.load(voice)  # unknown voice / unavailable model: fail before any work
-        common = self._common_key_parts(request, engine_name, voice)
+        common = self._common_key_parts(request, engine_name, voice)  # unknown voice: fails here
 
         request_key = cache_key(kind="request", text=text, fmt=fmt, **common)
         hit = self.cache.get(request_key)
@@ -299,7 +309,10 @@ class Synthesizer:
                     request_key=request_key,
                 )
                 return
+        if cache_only:
+            return
 
+        engine.load(voice)  # unavailable model: fail before any work
         self.cache.record_request(False)
         units = self.plan(text, request.lexicon)
         if not units:

@@ -397,7 +397,9 @@ def transcript_cues(transcript: Transcript, max_chars: int = 84,
             continue
         current: list[Word] = []
         for word in seg.words:
-            if current:
+            # Whisper returns some words in pieces (" self", "-substantial"): a piece with no
+            # leading space continues the word before it, so a cue never starts with it.
+            if current and word.text[:1].isspace():
                 text = join_words([w.text for w in current] + [word.text])
                 too_long = (len(text) > max_chars
                             or word.end_s - current[0].start_s > max_duration_s)
