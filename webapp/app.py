@@ -157,8 +157,9 @@ def create_app(services):
     app.include_router(build_router(services))
     app.include_router(build_live_router(services))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_kb * 1024)
+    _refuse_invalid_requests_without_echo(app)
     blocks = build_blocks(services)
-    return gr.mount_gradio_app(
+    mounted = gr.mount_gradio_app(
         app, blocks, path="/", footer_links=["api", "settings"],
         head=f"<script>{PAGE_JS}</script>", css=CSS,
         max_file_size=f"{settings.max_upload_mb}mb",
@@ -166,6 +167,24 @@ def create_app(services):
         # (exception text) reaches the page.
         show_error=not settings.public,
     )
+    # gr.mount_gradio_app never marks the Blocks as launched, and Gradio checks that a file
+    # named in an API call was uploaded by a user only when it is: without this, any server
+    # file could be read through an endpoint with a file input (found by tests/test_fuzz.py).
+    blocks.has_launched = True
+    return mounted
+
+
+def _refuse_invalid_requests_without_echo(app) -> None:
+    """FastAPI's default 422 echoes the input, and its JSON encoder fails (500) on the NaN or
+    Infinity a client may send; answer with where and what, never the input."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc: RequestValidationError):
+        errors = [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
 
 
 def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:

@@ -13,6 +13,7 @@ import gradio as gr
 
 from webapp.components import plots
 from webapp.components.downloads import write_downloads
+from webapp.messages import user_message
 from webapp.pipeline.audio import load
 from webapp.pipeline.errors import InputError, PipelineError
 from webapp.pipeline.evaluate import (
@@ -101,6 +102,30 @@ def alignment_html(report: TextReport) -> str:
     return f'<div id="eval-alignment-words">{summary}<div>{"".join(cells)}</div></div>'
 
 
+MAX_TEXT_CHARS = 2000
+"""Longest text to synthesise a candidate from (a paragraph). The text box's max_length only
+binds the page; API calls are checked in the handlers."""
+
+
+def _engine_choice(value, engines: list[str]) -> str | None:
+    """The engine dropdown's value. Gradio's Dropdown hands a *list* of valid choices to a
+    single-choice handler when an API client sends one (tests/test_fuzz.py), so the type is
+    checked here rather than deep in the pipeline."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or value not in engines:
+        raise InputError(f"Choose one engine from the list: {', '.join(engines)}.")
+    return value
+
+
+def _checked_text(value) -> str:
+    text = (value if isinstance(value, str) else "").strip()
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"The text is {len(text):,} characters long; the limit here is "
+                         f"{MAX_TEXT_CHARS:,} (a paragraph). Evaluate a longer lesson in parts.")
+    return text
+
+
 def _thresholds(min_mfcc, min_dtw, max_mcd, min_f0, max_wer) -> Thresholds:
     def opt(v):
         return None if v is None or v == "" else float(v)
@@ -126,7 +151,7 @@ def build_evaluate_tab(services: Services) -> None:
                              elem_id="eval-candidate")
     with gr.Row():
         text = gr.Textbox(label="What is said (optional: synthesises a missing candidate and "
-                                "checks intelligibility)", lines=2, max_length=2000,
+                                "checks intelligibility)", lines=2, max_length=MAX_TEXT_CHARS,
                           elem_id="eval-text")
         with gr.Column(scale=0, min_width=220):
             engine = gr.Dropdown(engines, value=default_engine, label="Engine for the candidate",
@@ -204,7 +229,11 @@ def build_evaluate_tab(services: Services) -> None:
     def on_evaluate(ref_path, cand_path, text_value, engine_name, round_trip_value, mfcc_v,
                     dtw_v, mcd_v, f0_v, wer_v, norm_v,
                     progress=gr.Progress()):  # noqa: B008 - Gradio injects it
-        text_value = (text_value or "").strip()
+        try:
+            text_value = _checked_text(text_value)
+            engine_name = _engine_choice(engine_name, engines)
+        except PipelineError as exc:
+            raise gr.Error(user_message(exc, public=settings.public)) from None
         if not ref_path:
             raise gr.Error("Upload or record a reference clip first.")
         if not cand_path and not text_value:
@@ -230,7 +259,7 @@ def build_evaluate_tab(services: Services) -> None:
             progress(0.9, desc="Drawing")
             figs = plots.all_figures(report)
         except PipelineError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(user_message(exc, public=settings.public)) from None
         except Exception:  # noqa: BLE001 - log it, show a readable message
             logger.exception("evaluation failed")
             raise gr.Error("Evaluation failed unexpectedly; the error was logged.") from None
@@ -264,7 +293,7 @@ def build_evaluate_tab(services: Services) -> None:
             return alignment_html(score_text(ref_text or "", hyp_text or "",
                                              normalizer=norm_v or "basic"))
         except PipelineError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(user_message(exc, public=settings.public)) from None
 
     stt_run.click(on_score, inputs=[stt_ref, stt_hyp, stt_norm], outputs=[stt_out])
 
@@ -276,6 +305,7 @@ def build_evaluate_tab(services: Services) -> None:
         if len(manifests) != 1:
             raise gr.Error("Upload exactly one .csv manifest (plus the audio files it names).")
         try:
+            engine_name = _engine_choice(engine_name, engines)
             thresholds = _thresholds(mfcc_v, dtw_v, mcd_v, f0_v, wer_v)
             rows = read_manifest(manifests[0])
             transcribe = transcriber() if round_trip_value else None
@@ -283,11 +313,12 @@ def build_evaluate_tab(services: Services) -> None:
             # a manifest cannot point the server at any other file.
             report = evaluate_manifest(
                 rows, locate=uploaded_files(p for p in paths if p not in manifests),
-                synthesize=lambda t: synthesize(t, engine_name), transcribe=transcribe,
+                synthesize=lambda t: synthesize(_checked_text(t), engine_name),
+                transcribe=transcribe,
                 thresholds=thresholds, normalizer=norm_v or "basic",
                 progress=lambda i, n: progress(i / max(n, 1), desc=f"Row {min(i + 1, n)} of {n}"))
         except PipelineError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(user_message(exc, public=settings.public)) from None
         except Exception:  # noqa: BLE001 - log it, show a readable message
             logger.exception("batch evaluation failed")
             raise gr.Error("The batch failed unexpectedly; the error was logged.") from None

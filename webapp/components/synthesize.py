@@ -15,6 +15,7 @@ import gradio as gr
 
 from webapp.api import operator_allowed
 from webapp.components.downloads import write_downloads
+from webapp.components.inputs import one_choice
 from webapp.limits import client_key
 from webapp.messages import user_message
 from webapp.pipeline.audio import load
@@ -255,6 +256,10 @@ def build_synthesize_tab(services: Services) -> None:
         return gr.Error(user_message(exc, public=public))
 
     def on_engine(engine_name: str):
+        try:
+            engine_name = one_choice(engine_name, "engine") or settings.default_engine
+        except InputError as exc:
+            raise fail(exc) from None
         choices, default = _voice_choices(services, engine_name)
         if not choices:
             gr.Warning(f"No {engine_name} voice is installed here; see the README's 'Models' section.")
@@ -274,8 +279,10 @@ def build_synthesize_tab(services: Services) -> None:
             if reference_path:
                 ref_audio = load(reference_path, max_seconds=settings.max_clone_clip_s)
             synth_request = SynthesisRequest(
-                text=text_value or "", engine=engine_name, voice=voice_id,
-                speed=float(speed_value), fmt=fmt_value, reference=ref_audio,
+                text=text_value if isinstance(text_value, str) else "",
+                engine=one_choice(engine_name, "engine"), voice=one_choice(voice_id, "voice"),
+                speed=float(speed_value), fmt=one_choice(fmt_value, "format") or "wav",
+                reference=ref_audio,
                 lexicon=lexicons.effective(own_rows))
             # A repeat is answered from the cache at once, without queueing for a voice.
             result = services.synthesizer.cached(synth_request)
@@ -339,12 +346,16 @@ def build_synthesize_tab(services: Services) -> None:
         return lexicon_outputs(own_rows, text_value)
 
     def on_lexicon_import(file, text_value, own_rows):
+        if not file:
+            raise gr.Error("Choose a CSV file to import.")
         try:
             raw = Path(file).read_bytes()[:MAX_CSV_CHARS + 1].decode("utf-8-sig")
             entries = Lexicon.parse_csv(raw)
             own_rows = lexicons.store(lexicons.own(own_rows) + entries)
         except UnicodeDecodeError:
             raise gr.Error("The lexicon file is not UTF-8 text.") from None
+        except OSError:
+            raise gr.Error("The uploaded file could not be read; upload it again.") from None
         except PipelineError as exc:
             raise fail(exc) from None
         gr.Info(f"Imported {len(entries)} entries.")

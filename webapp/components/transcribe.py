@@ -14,6 +14,7 @@ import logging
 import gradio as gr
 
 from webapp.components.downloads import write_downloads
+from webapp.components.inputs import one_choice
 from webapp.limits import client_key
 from webapp.messages import user_message
 from webapp.pipeline.stt.base import TranscribeOptions
@@ -116,9 +117,11 @@ def build_transcribe_tab(services: Services) -> None:
             progress(0.0, desc="Decoding audio")
             audio = load_for_transcription(path, stt.stt.max_transcribe_s)
             progress(0.05, desc="Waiting for the recogniser")
+            engine_name, model_name = one_choice(engine_name, "engine"), one_choice(model_name, "model")
             with services.limits.transcription.hold(client):
                 recogniser = stt.get(engine_name, model_name)
-                options = TranscribeOptions(initial_prompt=(vocabulary_text or "").strip() or None,
+                vocabulary_text = vocabulary_text if isinstance(vocabulary_text, str) else ""
+                options = TranscribeOptions(initial_prompt=vocabulary_text[:500].strip() or None,
                                             denoise=bool(denoise_value))
                 result = transcribe_audio(
                     recogniser, audio, options,

@@ -167,7 +167,7 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     """Read and parse a manifest file (UTF-8, a BOM is fine)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"Manifest not found: {path}.")
+        raise InputError(f"Manifest not found: {path.name}.")  # a name: no server path shown
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise InputError(f"{path.name} is larger than {MAX_MANIFEST_BYTES // 1_000_000} MB; "
                          "split it.")

@@ -56,6 +56,7 @@ from webapp.pipeline.stt.base import (
     STTEngine,
     TranscribeOptions,
     Word,
+    clean_vocabulary,
     join_words,
     loop_start,
     word_key,
@@ -147,6 +148,8 @@ class StreamingOptions:
         if len(self.vocabulary) > 500:
             raise InputError("The vocabulary field is limited to 500 characters "
                              f"({len(self.vocabulary)} given): keep names and key terms only.")
+        # Each term once, nothing invisible: a repeated word makes Whisper loop on its prompt.
+        object.__setattr__(self, "vocabulary", clean_vocabulary(self.vocabulary))
 
 
 @dataclass(frozen=True)

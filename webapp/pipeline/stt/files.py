@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,19 @@ from webapp.pipeline.stt.base import (
     STTEngine,
     TranscribeOptions,
     Transcript,
+    clean_vocabulary,
 )
 from webapp.pipeline.subtitles import to_srt, to_text, to_vtt
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("txt", "srt", "vtt", "json")
+# Bound on the text a short recording can produce: fast speech is about 5 tokens/s. Without
+# it a clip under 30 s could still be decoded into a full window's worth of tokens, at every
+# fallback temperature (tests/test_fuzz.py).
+MAX_TOKENS_PER_S = 10
+MAX_TOKENS_MARGIN = 20
+_WINDOW_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -70,8 +77,16 @@ def transcribe_audio(engine: STTEngine, audio: Audio, options: TranscribeOptions
                      progress: ProgressFn | None = None, *,
                      original_rate_hz: int | None = None) -> FileTranscriptionResult:
     """Transcribe a whole recording. Silence or noise without speech gives an empty transcript
-    and a warning (never invented text)."""
+    and a warning (never invented text). The prompt is the user's vocabulary
+    (``clean_vocabulary``); a recording shorter than Whisper's 30 s window gets a bound on the
+    tokens decoded for it."""
     options = options or TranscribeOptions()
+    vocabulary = clean_vocabulary(options.initial_prompt)
+    if vocabulary != (options.initial_prompt or ""):
+        options = replace(options, initial_prompt=vocabulary or None)
+    if options.max_new_tokens is None and audio.duration_s < _WINDOW_S:
+        options = replace(options, max_new_tokens=int(audio.duration_s * MAX_TOKENS_PER_S)
+                          + MAX_TOKENS_MARGIN)
     warnings = input_warnings(audio, original_rate_hz)
     started = time.perf_counter()
     if speech_seconds(audio) < 0.2:
