@@ -88,7 +88,10 @@ def public_app_url(tmp_path_factory):
     _stop_app(proc, log)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread while it is open, and tests after the browser tests call asyncio.run() (CI failed with
+# "asyncio.run() cannot be called from a running event loop" when this was session-scoped).
+@pytest.fixture(scope="module")
 def _playwright():
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.fail(f"Chromium not found at {CHROMIUM}: run the README's test command "
