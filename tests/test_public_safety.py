@@ -7,6 +7,7 @@ code before the fix."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import threading
@@ -146,15 +147,14 @@ def test_request_bodies_are_bounded(tmp_path):
 
 # -- the live playback route ----------------------------------------------------------------------
 
-@pytest.fixture()
-def live_server(tmp_path):
-    """The real app on a loopback port (uvicorn in a thread): thread-pool starvation only shows
-    with a real server."""
+@contextlib.contextmanager
+def _serving(app):
+    """``app`` on a free loopback port (uvicorn in a thread): thread-pool starvation and
+    client disconnects only show with a real server. Yields the base URL."""
     import socket
 
     import uvicorn
 
-    services, app = _app(tmp_path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -165,9 +165,18 @@ def live_server(tmp_path):
     while not server.started:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    yield services, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture()
+def live_server(tmp_path):
+    services, app = _app(tmp_path)
+    with _serving(app) as url:
+        yield services, url
 
 
 def test_unknown_stream_tokens_are_refused_at_once_and_do_not_starve_health(live_server):
@@ -323,24 +332,12 @@ def test_cache_metadata_keeps_no_sentence_text(tmp_path):
 # -- clients that go away ---------------------------------------------------------------------------
 
 def test_a_client_that_disconnects_while_waiting_frees_its_place(tmp_path, held):
-    import socket
-
-    import uvicorn
-
     services, app = _app(tmp_path, concurrency=1, max_queue=1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
+    with _serving(app) as url:
         pool = services.limits.synthesis
         release = held(pool)
         with pytest.raises(httpx.ReadTimeout):  # the client gives up and hangs up
-            httpx.post(f"http://127.0.0.1:{port}/api/synthesize", json={"text": "Wait for me."},
+            httpx.post(f"{url}/api/synthesize", json={"text": "Wait for me."},
                        timeout=httpx.Timeout(30, read=0.5))
         deadline = time.monotonic() + 3
         while pool.waiting and time.monotonic() < deadline:
@@ -348,12 +345,9 @@ def test_a_client_that_disconnects_while_waiting_frees_its_place(tmp_path, held)
         assert pool.waiting == 0 and services.limits.clients.active("127.0.0.1") == 0
         # Its place in the line (max_queue=1) is free for the next client.
         threading.Timer(0.5, release.set).start()
-        r = httpx.post(f"http://127.0.0.1:{port}/api/synthesize", json={"text": "My turn."},
+        r = httpx.post(f"{url}/api/synthesize", json={"text": "My turn."},
                        timeout=30)
         assert r.status_code == 200
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_a_player_that_disconnects_mid_stream_frees_its_channel(live_server):

@@ -129,12 +129,12 @@ class WorkPool:
         with self._lock:
             if took_s is not None:
                 self._job_s = 0.8 * self._job_s + 0.2 * took_s
-            while self._waiters:
+            if self._waiters:  # the slot goes straight to the next in line
                 waiter = self._waiters.popleft()
                 waiter.granted = True
                 waiter.wake()
-                return
-            self._free += 1
+            else:
+                self._free += 1
 
     def _leave_line(self, waiter: _Waiter) -> None:
         """A waiter gives up: out of the line, or, if the slot was already handed to it, the

@@ -170,25 +170,21 @@ class LiveHub:
     def claim(self, token: str | None) -> LiveChannel | None:
         """The job's channel for ``token``: only an issued, unclaimed token (any other value means
         no live playback for this job, never an error)."""
-        if not valid_token(token):
-            return None
-        with self._lock:
-            channel = self._channels.get(token)
-            if channel is None or channel.claimed:
-                return None
-            channel.claimed = True
-            channel.touched = time.monotonic()
-            return channel
+        return self._take(token, "claimed")
 
     def open_reader(self, token: str) -> LiveChannel | None:
         """The channel for the one reader of ``token`` (None: unknown token or already read)."""
+        return self._take(token, "reading")
+
+    def _take(self, token: str | None, role: str) -> LiveChannel | None:
+        """The channel of ``token`` if its ``role`` ("claimed" or "reading") is still free."""
         if not valid_token(token):
             return None
         with self._lock:
             channel = self._channels.get(token)
-            if channel is None or channel.reading:
+            if channel is None or getattr(channel, role):
                 return None
-            channel.reading = True
+            setattr(channel, role, True)
             channel.touched = time.monotonic()
             return channel
 
