@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -46,6 +45,8 @@ import soundfile as sf  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.machine import machine  # noqa: E402
 
 SPEECH = ROOT / "tests" / "data" / "speech" / "librivox"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -174,21 +175,6 @@ def offline(path: Path, reference: str) -> dict:
     result = transcribe_audio(engine, audio)
     return {"wer": round(wer(reference, result.transcript.text), 4),
             "rtf": round(result.rtf, 3), "text": result.transcript.text}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    return {"cpu": cpu_model(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "load_avg": os.getloadavg()}
 
 
 def main() -> None:

@@ -47,7 +47,6 @@ import http.client
 import json
 import multiprocessing
 import os
-import platform
 import re
 import socket
 import subprocess
@@ -70,6 +69,9 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.machine import git_commit  # noqa: E402
+from bench.machine import machine as bench_machine  # noqa: E402
 
 SPEECH = ROOT / "tests" / "data" / "speech"
 LIBRIVOX = SPEECH / "librivox"
@@ -676,31 +678,10 @@ def summarise(outcomes: list[Outcome], health: list[tuple[float, float, bool]],
     }
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def git_commit() -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                                capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, text=True, capture_output=True).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def machine() -> dict:
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+    return {**bench_machine(),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "commit": git_commit(), "load_avg": os.getloadavg()}
+            "commit": git_commit()}
 
 
 def print_table(report: dict) -> None:
