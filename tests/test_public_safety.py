@@ -7,7 +7,6 @@ code before the fix."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
 import threading
@@ -16,6 +15,7 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from serving import serving  # noqa: E402 - tests/serving.py
 
 from webapp.config import Settings
 from webapp.pipeline.audio import load
@@ -147,35 +147,10 @@ def test_request_bodies_are_bounded(tmp_path):
 
 # -- the live playback route ----------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _serving(app):
-    """``app`` on a free loopback port (uvicorn in a thread): thread-pool starvation and
-    client disconnects only show with a real server. Yields the base URL."""
-    import socket
-
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture()
 def live_server(tmp_path):
     services, app = _app(tmp_path)
-    with _serving(app) as url:
+    with serving(app) as url:
         yield services, url
 
 
@@ -333,7 +308,7 @@ def test_cache_metadata_keeps_no_sentence_text(tmp_path):
 
 def test_a_client_that_disconnects_while_waiting_frees_its_place(tmp_path, held):
     services, app = _app(tmp_path, concurrency=1, max_queue=1)
-    with _serving(app) as url:
+    with serving(app) as url:
         pool = services.limits.synthesis
         release = held(pool)
         with pytest.raises(httpx.ReadTimeout):  # the client gives up and hangs up

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jiwer
@@ -82,14 +83,14 @@ def test_replay_commits_the_words_in_order_without_duplicates(replayed, speech):
     assert early, "nothing committed during the first sentence"
 
 
-def test_replay_delays_and_compute_are_bounded(replayed):
+def test_words_are_committed_soon_after_they_are_said(replayed):
     transcriber, report = replayed
-    delays = np.array(report.committed_delays_s)
-    assert len(delays) == len(report.words) > 20
-    # Loose bounds (shared CI machine); bench/stt.py measures the real numbers.
-    assert np.median(delays) < 2.5
-    assert np.mean(report.pending_delays_s) <= np.mean(delays)
-    assert report.compute_ratio < 1.0
+    # In audio time (how much had arrived after a word's end when it was committed), so the
+    # same on any machine; bench/stt.py measures the delays with compute time on real CPUs.
+    lags = np.array(report.committed_lags_s)
+    assert len(lags) == len(report.words) > 20
+    assert np.median(lags) <= 1.5 and np.max(lags) <= 3.0, lags
+    assert np.mean(report.pending_delays_s) < np.mean(report.committed_delays_s)  # shown first
     # VAD: the 3.5 s of silence are never decoded, so decodes < chunks.
     assert transcriber.decodes < len(report.updates)
 
@@ -192,3 +193,48 @@ def test_live_captions_keep_every_card_of_a_drill(engine):
     text = _norm(report.text)
     assert text.count("seven") + text.count("7") == 5, report.text
     assert text.count("clubs") == 5, report.text
+
+
+class _SkipsMiddleOfLongBuffers:
+    """The real engine, except that every other decode of at least 4 s of audio leaves out
+    the words in the middle third of it: Whisper skipping part of a long buffer, which it
+    does now and then (most often when catching up on a backlog)."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.name, self.model = engine.name, engine.model
+        self.calls = 0
+        self.skipped = 0
+
+    def iter_segments(self, audio, options):
+        segments = list(self.engine.iter_segments(audio, options))
+        if audio.duration_s < 4.0:
+            return iter(segments)
+        self.calls += 1
+        if self.calls % 2 == 0:
+            return iter(segments)
+        a, b = audio.duration_s / 3, 2 * audio.duration_s / 3
+        kept = []
+        for s in segments:
+            words = tuple(w for w in s.words if not a <= (w.start_s + w.end_s) / 2 < b)
+            self.skipped += len(s.words) - len(words)
+            kept.append(dataclasses.replace(s, words=words))
+        return iter(kept)
+
+
+def test_speech_a_decode_left_without_words_is_heard_again(engine, speech):
+    """A hypothesis that leaves speech without words is decoded once more before its audio
+    leaves the buffer: a skipped stretch never becomes lost words (issue 9's load test lost a
+    sentence and a half from the live captions)."""
+    audio, ref = speech
+    clean = replay(LocalAgreementTranscriber(engine), audio, chunk_s=0.5)
+    skipping = _SkipsMiddleOfLongBuffers(engine)
+    transcriber = LocalAgreementTranscriber(skipping)
+    # Fall behind as a loaded server does: the whole recording arrives as one backlog.
+    pieces = [Audio(audio.samples[i:i + 8000], audio.sample_rate)
+              for i in range(0, len(audio.samples), 8000)]
+    for i, piece in enumerate(pieces):
+        transcriber.push(piece, decode=i == len(pieces) - 1)
+    text = transcriber.finish().committed_text
+    assert skipping.skipped > 0 and transcriber.retries > 0
+    assert jiwer.wer(_norm(ref), _norm(text)) <= jiwer.wer(_norm(ref), _norm(clean.text)) + 0.05, text

@@ -7,6 +7,8 @@ at ``/``. Models are loaded before the server accepts connections, never per req
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import json
 import logging
 from pathlib import Path
 
@@ -88,14 +90,17 @@ def build_blocks(services):
 
 class BodyLimit:
     """Refuse request bodies over ``max_bytes`` (413) before they are read into memory; file
-    uploads go through Gradio's own ``max_file_size`` instead."""
+    uploads go through Gradio's own ``max_file_size`` instead, and the OpenAI-compatible
+    upload routes (``exempt_paths``) through their own ``max_upload_mb`` limit."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    def __init__(self, app, max_bytes: int, exempt_paths: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt_paths = frozenset(exempt_paths)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].endswith("/upload"):
+        if (scope["type"] != "http" or scope["path"].endswith("/upload")
+                or scope["path"] in self.exempt_paths):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -104,7 +109,7 @@ class BodyLimit:
         except ValueError:
             declared = 0
         if declared > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         seen = 0
 
@@ -120,11 +125,17 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._refuse(scope, send)
 
-    async def _refuse(self, send) -> None:
-        body = (f'{{"detail": "The request is larger than {self.max_bytes // 1024} KB, the most '
-                f'this server accepts."}}').encode()
+    async def _refuse(self, scope, send) -> None:
+        message = (f"The request is larger than {self.max_bytes // 1024} KB, the most this "
+                   "server accepts.")
+        if scope["path"].startswith("/v1/"):  # OpenAI's error shape, which its clients read
+            payload = {"error": {"message": message, "type": "invalid_request_error",
+                                 "param": None, "code": "request_too_large"}}
+        else:
+            payload = {"detail": message}
+        body = json.dumps(payload).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
@@ -140,8 +151,11 @@ def create_app(services):
     import gradio as gr
     from fastapi import FastAPI
 
+    from webapp import metrics
     from webapp.api import build_router
     from webapp.live_captions import build_live_router
+    from webapp.openai_compat import UPLOAD_PATHS, build_openai_router
+    from webapp.realtime import build_realtime_router
 
     settings = services.settings
     try:
@@ -156,7 +170,12 @@ def create_app(services):
     app = FastAPI(title="Speech Studio", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.include_router(build_router(services))
     app.include_router(build_live_router(services))
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_kb * 1024)
+    app.include_router(build_openai_router(services))
+    app.include_router(build_realtime_router(services))
+    app.include_router(metrics.build_metrics_router(services))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_kb * 1024,
+                       exempt_paths=UPLOAD_PATHS)
+    metrics.install(app, services)  # outermost: refusals by BodyLimit are counted too
     _refuse_invalid_requests_without_echo(app)
     blocks = build_blocks(services)
     mounted = gr.mount_gradio_app(
@@ -166,6 +185,9 @@ def create_app(services):
         # Our handlers turn every failure into a sentence; on a public server nothing else
         # (exception text) reaches the page.
         show_error=not settings.public,
+        # MCP tools at /gradio_api/mcp/ (streamable HTTP; SSE at /gradio_api/mcp/sse): the
+        # public API endpoints, see webapp/components/mcp_tools.py. Needs gradio[mcp].
+        mcp_server=settings.mcp and importlib.util.find_spec("mcp") is not None,
     )
     # gr.mount_gradio_app never marks the Blocks as launched, and Gradio checks that a file
     # named in an API call was uploaded by a user only when it is: without this, any server

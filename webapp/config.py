@@ -94,6 +94,8 @@ class Settings:
     max_body_kb: int = 2048
     # Cached audio expires after this long (0 = kept until evicted by size); public default 1 day.
     cache_ttl_s: float = 0.0
+    # Gradio's MCP server (/gradio_api/mcp/): synthesize, transcribe, evaluate, normalize as tools.
+    mcp: bool = True
 
     @property
     def cache_dir(self) -> Path:
@@ -137,4 +139,5 @@ class Settings:
             max_upload_mb=int(_env("MAX_UPLOAD_MB", str(cls.max_upload_mb))),
             max_body_kb=int(_env("MAX_BODY_KB", str(cls.max_body_kb))),
             cache_ttl_s=float(_env("CACHE_TTL_S", "86400" if public else "0")),
+            mcp=_env_bool("MCP", True),
         )

@@ -202,12 +202,38 @@ class ClientGone(Exception):
     """The HTTP client disconnected while its request waited for a slot."""
 
 
+class SessionLimit:
+    """How many live-caption sessions may run at once (each holds a decoding thread), over every
+    route that opens one (the page's socket and the realtime API)."""
+
+    def __init__(self, max_sessions: int) -> None:
+        self.max_sessions = max_sessions
+        self._active = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> bool:
+        with self._lock:
+            if self._active >= self.max_sessions:
+                return False
+            self._active += 1
+            return True
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def release(self) -> None:
+        with self._lock:
+            self._active = max(0, self._active - 1)
+
+
 class Limits:
     """The server's pools: one per kind of model work, all sharing the per-client bound."""
 
     def __init__(self, *, synthesis_slots: int, transcription_slots: int, evaluation_slots: int,
-                 max_waiting: int, max_per_client: int) -> None:
+                 max_waiting: int, max_per_client: int, live_sessions: int = 4) -> None:
         self.clients = ClientLimits(max_per_client)
+        self.live = SessionLimit(live_sessions)
         self.synthesis = WorkPool("synthesis", synthesis_slots, max_waiting, self.clients)
         self.transcription = WorkPool("transcription", transcription_slots, max_waiting,
                                       self.clients)

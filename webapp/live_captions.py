@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 
 import numpy as np
@@ -54,26 +53,6 @@ AHEAD_SLACK_S = 5.0
 that sends faster is flooding, not speaking."""
 
 
-class SessionLimit:
-    """How many live-caption sessions may run at once (each holds a decoding thread)."""
-
-    def __init__(self, max_sessions: int) -> None:
-        self.max_sessions = max_sessions
-        self._active = 0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> bool:
-        with self._lock:
-            if self._active >= self.max_sessions:
-                return False
-            self._active += 1
-            return True
-
-    def release(self) -> None:
-        with self._lock:
-            self._active = max(0, self._active - 1)
-
-
 def status_message(status: LiveStatus) -> dict:
     update = status.update
     message = {
@@ -92,9 +71,15 @@ def status_message(status: LiveStatus) -> dict:
     return message
 
 
+def socket_client(ws: WebSocket, services: Services) -> str:
+    """Whom a socket counts against in the per-client limit (as ``api.request_client``)."""
+    return client_key(ws.client.host if ws.client else None, ws.headers,
+                      services.settings.trust_proxy)
+
+
 def build_live_router(services: Services) -> APIRouter:
     router = APIRouter(prefix="/api/live")
-    limit = SessionLimit(services.settings.max_live_sessions)
+    limit = services.limits.live
     max_seconds = float(services.settings.stream_time_limit_s)
 
     @router.websocket("/captions")
@@ -103,8 +88,7 @@ def build_live_router(services: Services) -> APIRouter:
         if services.stt is None:
             await _fail(ws, "Speech recognition is not available in this build.")
             return
-        client = client_key(ws.client.host if ws.client else None, ws.headers,
-                            services.settings.trust_proxy)
+        client = socket_client(ws, services)
         try:
             services.limits.clients.enter(client)  # a recording counts as one of its jobs
         except Busy as exc:

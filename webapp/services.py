@@ -31,6 +31,10 @@ class Services:
     lexicon: Lexicon | None = None
     live: LiveHub = field(default_factory=LiveHub)
     limits: Limits | None = None
+    # True once the start-up models are loaded and warmed up (``preload_models``): ``/readyz``.
+    ready: bool = False
+    # ``webapp.metrics.Metrics``, made by ``webapp.metrics.install`` (the CLI never needs one).
+    metrics: object | None = None
 
     def __post_init__(self) -> None:
         if self.limits is None:
@@ -41,7 +45,8 @@ def make_limits(settings: Settings) -> Limits:
     # Evaluation and file transcription run one at a time: each already uses both cores.
     return Limits(synthesis_slots=settings.concurrency, transcription_slots=1,
                   evaluation_slots=1, max_waiting=settings.max_queue,
-                  max_per_client=settings.max_per_client)
+                  max_per_client=settings.max_per_client,
+                  live_sessions=settings.max_live_sessions)
 
 
 def _load_lexicon(settings: Settings) -> Lexicon:
@@ -96,10 +101,16 @@ def build_services(settings: Settings, *, preload: bool = True, with_stt: bool =
     services = Services(settings=settings, cache=cache, tts=tts, synthesizer=synthesizer,
                         stt=stt, lexicon=lexicon)
     if preload:
-        t0 = time.perf_counter()
-        tts.preload()
-        if stt is not None and hasattr(stt, "preload"):
-            stt.preload()
-        _warm_up_evaluation()
-        logger.info("models loaded and warmed up in %.1f s", time.perf_counter() - t0)
+        preload_models(services)
     return services
+
+
+def preload_models(services: Services) -> None:
+    """Load and warm up the start-up models, then mark the services ready."""
+    t0 = time.perf_counter()
+    services.tts.preload()
+    if services.stt is not None and hasattr(services.stt, "preload"):
+        services.stt.preload()
+    _warm_up_evaluation()
+    services.ready = True
+    logger.info("models loaded and warmed up in %.1f s", time.perf_counter() - t0)

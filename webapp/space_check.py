@@ -345,7 +345,10 @@ def probe(url: str, *, browser: bool, chromium: str, screenshot: str | None, tim
     if not verdict.startswith(("**PASS**", "**FAIL**")) or not rows:
         raise SystemExit(f"the evaluation returned no report: {verdict!r}")
 
-    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    # The page's own events are undocumented since issue 11 (the API lists the MCP tools):
+    # ask for every endpoint.
+    with urllib.request.urlopen(url + "/gradio_api/info?all_endpoints=true", timeout=30) as r:
+        api = json.loads(r.read())["named_endpoints"]
     out["tts_engines"] = _enum(api["/on_synthesize"], "engine_name")
     out["stt_engines"] = _enum(api["/on_transcribe"], "engine_name")
     out["missing_engine"] = _missing_engine(url)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from webapp.components import plots
+from webapp.components import mcp_tools, plots
 from webapp.components.downloads import write_downloads
 from webapp.messages import user_message
 from webapp.pipeline.audio import load
@@ -280,12 +280,14 @@ def build_evaluate_tab(services: Services) -> None:
         return (verdict_md, heard, report_rows(report), align, figs["heatmaps"], figs["dtw"],
                 figs["means"], figs["f0"])
 
+    # The page's events are not the API: programs and assistants call /evaluate below.
+    page_only = "undocumented"
     run.click(on_evaluate,
               inputs=[reference, candidate, text, engine, round_trip, min_mfcc, min_dtw, max_mcd,
                       min_f0, max_wer, normalizer],
               outputs=[verdict, synth_audio, table, alignment, plot_heatmaps, plot_dtw,
                        plot_means, plot_f0],
-              concurrency_limit=1, concurrency_id="evaluate")
+              concurrency_limit=1, concurrency_id="evaluate", api_visibility=page_only)
 
     # -- transcript scoring -----------------------------------------------------------------
     def on_score(ref_text, hyp_text, norm_v):
@@ -295,7 +297,8 @@ def build_evaluate_tab(services: Services) -> None:
         except PipelineError as exc:
             raise gr.Error(user_message(exc, public=settings.public)) from None
 
-    stt_run.click(on_score, inputs=[stt_ref, stt_hyp, stt_norm], outputs=[stt_out])
+    stt_run.click(on_score, inputs=[stt_ref, stt_hyp, stt_norm], outputs=[stt_out],
+                  api_visibility=page_only)
 
     # -- batch ------------------------------------------------------------------------------
     def on_batch(files, engine_name, round_trip_value, mfcc_v, dtw_v, mcd_v, f0_v, wer_v,
@@ -334,7 +337,77 @@ def build_evaluate_tab(services: Services) -> None:
                     inputs=[batch_files, engine, round_trip, min_mfcc, min_dtw, max_mcd, min_f0,
                             max_wer, normalizer],
                     outputs=[batch_verdict, batch_table, batch_plot, batch_csv],
-                    concurrency_limit=1, concurrency_id="evaluate")
+                    concurrency_limit=1, concurrency_id="evaluate", api_visibility=page_only)
+    add_evaluate_tool(services)
+
+
+def verdict_text(report: QualityReport) -> str:
+    """The verdict in one or two plain sentences."""
+    if report.passed:
+        out = "PASS: every checked metric is within its threshold."
+    else:
+        out = ("FAIL: outside the threshold: " + ", ".join(m.label for m in report.failures)
+               + ".")
+    out += (" Design verdict (MFCC similarity > 0.85): "
+            f"{'production ready' if report.production_ready else 'not ready'}.")
+    return out
+
+
+def add_evaluate_tool(services: Services) -> None:
+    """``/evaluate``: the tab's comparison for programs (``gradio_client``) and assistants (MCP
+    tool), with the default thresholds; see ``webapp.components.mcp_tools``."""
+    settings = services.settings
+
+    def measure(ref_path: str, cand_path: str | None, synthesized, text: str) -> QualityReport:
+        # Decoding counts as the job's work too: unqueued calls have no other bound on it.
+        ref_audio = load(ref_path, max_seconds=MAX_CLIP_S)
+        cand_audio = synthesized if synthesized is not None else load(cand_path,
+                                                                      max_seconds=MAX_CLIP_S)
+        transcribe = (stt_transcriber(services.stt.get())
+                      if text and services.stt is not None else None)
+        return compare(ref_audio, cand_audio, text=text or None, transcribe=transcribe,
+                       normalizer=default_normalizer())
+
+    async def evaluate(reference: str, candidate: str | None = None, text: str = "",
+                       request: gr.Request = None):
+        """Check how close a speech recording (for example a synthetic voice) is to a reference recording of the same sentence, and with a text how intelligible it is. Reports MFCC similarity, aligned frame similarity (DTW), mel cepstral distortion, pitch correlation, duration ratio and, with a text, the word error rate of a speech recogniser listening to the candidate, each against a default pass/fail threshold.
+
+        Args:
+            reference: The reference recording (real speech, up to {max_minutes:.0f} minutes): a data URL with the file in base64 (data:audio/wav;base64,...), or a public http(s) URL of the file.
+            candidate: The recording to check, in the same forms. Leave it out to check the server's default voice reading the text.
+            text: What is said (optional; needed without a candidate). With it the candidate is transcribed and its word error rate reported.
+
+        Returns:
+            A verdict (PASS or FAIL, and the design's production-ready verdict), and the JSON report: passed, production_ready, metrics (mfcc_similarity, dtw_similarity, mcd_db, f0_correlation, f0_rmse_cents, duration_ratio, wer, cer), checks (threshold and passed for each checked metric), text (reference, hypothesis, wer, cer, ...), candidate, notes.
+        """
+        try:
+            text = _checked_text(text)
+            if not reference:
+                raise InputError("Give the reference recording (real speech).")
+            if not candidate and not text:
+                raise InputError("Give a candidate recording, or a text for the server's "
+                                 "default voice to read.")
+            client = mcp_tools.caller(request, settings)
+            synthesized, source = None, "the caller's recording"
+            if not candidate:
+                result = await mcp_tools.synthesis(
+                    services, SynthesisRequest(text=text, fmt="wav"), client)
+                synthesized = result.audio
+                source = f"synthesised from the text by {result.engine} / {result.voice}"
+            report = await mcp_tools.in_slot(services.limits.evaluation, client, measure,
+                                             reference, candidate, synthesized, text)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one readable sentence
+            raise mcp_tools.refusal(exc, settings) from None
+        return verdict_text(report), mcp_tools.as_json({**report.to_dict(), "candidate": source})
+
+    mcp_tools.describe(evaluate, max_minutes=MAX_CLIP_S / 60)
+    with mcp_tools.hidden():
+        reference = gr.Audio(type="filepath", sources=["upload"], label="reference")
+        candidate = gr.Audio(type="filepath", sources=["upload"], label="candidate")
+        text = gr.Textbox("", label="text")
+        verdict = gr.Textbox(label="verdict")
+        report = gr.Textbox(label="report (JSON)")
+    mcp_tools.register(evaluate, [reference, candidate, text], [verdict, report])
 
 
 _BATCH_KEYS = ("mfcc_similarity", "dtw_similarity", "mcd_db", "f0_correlation",

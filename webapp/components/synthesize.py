@@ -14,15 +14,17 @@ from pathlib import Path
 import gradio as gr
 
 from webapp.api import operator_allowed
+from webapp.components import mcp_tools
 from webapp.components.downloads import write_downloads
 from webapp.components.inputs import one_choice
 from webapp.limits import client_key
 from webapp.messages import user_message
-from webapp.pipeline.audio import load
+from webapp.pipeline.audio import FORMATS, load
 from webapp.pipeline.errors import InputError, PipelineError
 from webapp.pipeline.subtitles import to_srt, to_vtt
 from webapp.pipeline.synthesis import SynthesisChunk, SynthesisRequest, SynthesisResult
 from webapp.pipeline.text.lexicon import MAX_CSV_CHARS, MAX_SESSION_ENTRIES, Lexicon, LexiconEntry
+from webapp.pipeline.tts.base import MAX_SPEED, MIN_SPEED
 from webapp.pipeline.tts.registry import ENGINE_LABELS
 from webapp.services import Services
 
@@ -314,9 +316,12 @@ def build_synthesize_tab(services: Services) -> None:
                     _session_cache_markdown(stats), stats)
         return audio_path, files, _metrics_markdown(result), _cache_markdown(services), stats
 
-    engine.change(on_engine, engine, voice, queue=False)
+    # The page's events are not the API (they take a player token and session state):
+    # programs and assistants call /synthesize and /normalize below.
+    page_only = "undocumented"
+    engine.change(on_engine, engine, voice, queue=False, api_visibility=page_only)
     text.change(on_preview, [text, session_lexicon], preview, trigger_mode="always_last",
-                show_progress="hidden", concurrency_limit=4)
+                show_progress="hidden", concurrency_limit=4, api_visibility=page_only)
     run.click(
         on_synthesize,
         [text, engine, voice, speed, fmt, reference, token, session_lexicon, session_stats],
@@ -324,12 +329,15 @@ def build_synthesize_tab(services: Services) -> None:
         js=START_PLAYER_JS,
         concurrency_limit=settings.concurrency,
         concurrency_id="synthesis",
+        api_visibility=page_only,
     )
     stop.click(None, None, None, js="() => { window.speechStudio && window.speechStudio.stop(); }")
     if public:
-        refresh.click(_session_cache_markdown, session_stats, cache_info, queue=False)
+        refresh.click(_session_cache_markdown, session_stats, cache_info, queue=False,
+                      api_visibility=page_only)
     else:
-        refresh.click(lambda: _cache_markdown(services), None, cache_info, queue=False)
+        refresh.click(lambda: _cache_markdown(services), None, cache_info, queue=False,
+                      api_visibility=page_only)
 
     def lexicon_outputs(own_rows, text_value):
         own = lexicons.own(own_rows)
@@ -363,10 +371,12 @@ def build_synthesize_tab(services: Services) -> None:
 
     if services.lexicon is not None:
         lexicon_outputs_list = [lexicon_table, preview, lexicon_export, session_lexicon]
+        # Lexicon editing belongs to the page (and, in private mode, to the operator): never
+        # an API call or an MCP tool.
         lexicon_save.click(on_lexicon_save, [lexicon_table, text, session_lexicon],
-                           lexicon_outputs_list, api_visibility="undocumented" if public else "public")
+                           lexicon_outputs_list, api_visibility=page_only)
         lexicon_import.upload(on_lexicon_import, [lexicon_import, text, session_lexicon],
-                              lexicon_outputs_list, api_visibility="undocumented" if public else "public")
+                              lexicon_outputs_list, api_visibility=page_only)
 
     if clear is not None:
         def on_clear(*token_value) -> str:
@@ -378,6 +388,103 @@ def build_synthesize_tab(services: Services) -> None:
 
         clear.click(on_clear, [operator_token] if operator_token is not None else None, cache_info,
                     api_visibility="private")
+
+    add_synthesize_tools(services)
+
+
+def _voice_engines(services: Services) -> dict[str, str]:
+    """Every installed voice id -> its engine (ids do not collide: Piper names, eSpeak NG
+    language codes, Coqui model paths)."""
+    voices: dict[str, str] = {}
+    for engine in services.tts.names():
+        for v in services.tts.voices(engine):
+            voices.setdefault(v.id, engine)
+    return voices
+
+
+def add_synthesize_tools(services: Services) -> None:
+    """``/synthesize`` and ``/normalize``: the tab's work for programs (``gradio_client``) and
+    assistants (MCP tools); see ``webapp.components.mcp_tools``."""
+    settings = services.settings
+    voices = _voice_engines(services)
+    default_voice = settings.default_voice if settings.default_voice in voices else (
+        next(iter(voices), None))
+    espeak = [v for v, engine in voices.items() if engine == "espeak"]
+
+    async def synthesize(text: str, voice: str | None = None, speed: float = 1.0,
+                         format: str = "wav", request: gr.Request = None):
+        """Read a text aloud with a natural offline voice and return the recording. Numbers, units, chemical formulas and equations are spoken in words ("H2O" -> "H two O"), the server's pronunciation lexicon applies, and [pause 2s] marks become silence.
+
+        Args:
+            text: What to say, in English, up to {max_chars:,} characters (a lesson, a paragraph, a sentence).
+            voice: Voice id. Default {default_voice}{voice_note}
+            speed: Speaking rate from {min_speed} to {max_speed}; 1.0 is normal, 0.8 slower, 1.2 faster.
+            format: Audio file format: {formats}.
+
+        Returns:
+            The audio file (a URL on this server), subtitles timed to each sentence (an SRT file URL), and JSON details: duration_s, sentences, engine, voice, format, sample_rate_hz, warnings.
+        """
+        try:
+            voice = one_choice(voice, "voice") or default_voice
+            if voice not in voices:
+                raise InputError(f"Unknown voice '{voice}'. Installed voices: "
+                                 f"{', '.join(list(voices)[:12])}{' …' if len(voices) > 12 else ''}.")
+            synth_request = SynthesisRequest(
+                text=text if isinstance(text, str) else "", engine=voices[voice], voice=voice,
+                speed=1.0 if speed is None else float(speed),
+                fmt=one_choice(format, "format") or "wav")
+            result = await mcp_tools.synthesis(services, synth_request,
+                                               mcp_tools.caller(request, settings))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one readable sentence
+            raise mcp_tools.refusal(exc, settings) from None
+        audio_path, srt_path = write_downloads("speech", {result.fmt: result.data,
+                                                          "srt": to_srt(result.cues)})
+        details = {"duration_s": round(result.audio_s, 3), "sentences": result.units_total,
+                   "engine": result.engine, "voice": result.voice, "format": result.fmt,
+                   "sample_rate_hz": result.audio.sample_rate, "warnings": result.warnings}
+        if not settings.public:  # whether others asked for this text before is not public
+            details["cache_hit"] = result.cache_hit
+        return audio_path, srt_path, mcp_tools.as_json(details)
+
+    others = [f"eSpeak NG ({len(espeak)} languages and accents, robotic, e.g. en-us, en-gb)"
+              ] if espeak else []
+    others += [v for v, engine in voices.items() if engine != "espeak" and v != default_voice]
+    voice_note = " (Piper, natural)." if voices.get(default_voice) == "piper" else "."
+    if others:
+        voice_note += " Other voices: " + "; ".join(others[:10]) + "."
+    mcp_tools.describe(synthesize, max_chars=settings.max_text_chars,
+                       default_voice=default_voice, voice_note=voice_note,
+                       min_speed=MIN_SPEED, max_speed=MAX_SPEED, formats=", ".join(FORMATS))
+
+    def normalize(text: str) -> str:
+        """Show the words a voice will say for a text: numbers, units, formulas, equations and abbreviations spelled out, the pronunciation lexicon applied, one line per sentence, [pause Ns] for pauses. No audio is made.
+
+        Args:
+            text: The text to check, up to {max_chars:,} characters.
+
+        Returns:
+            The spoken form, one sentence per line.
+        """
+        try:
+            return services.synthesizer.preview(text if isinstance(text, str) else "")
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one readable sentence
+            raise mcp_tools.refusal(exc, settings) from None
+
+    mcp_tools.describe(normalize, max_chars=settings.max_text_chars)
+
+    with mcp_tools.hidden():
+        text = gr.Textbox(label="text")
+        voice = gr.Dropdown(list(voices), value=default_voice, label="voice")
+        # A Number, not a Slider: the Slider's own range check would answer "Value 5 is greater
+        # than maximum value 2.0." without saying which value; the pipeline names the speed.
+        speed = gr.Number(1.0, label="speed")
+        fmt = gr.Dropdown(list(FORMATS), value="wav", label="format")
+        audio = gr.Audio(type="filepath", label="audio", interactive=False)
+        subtitles = gr.File(label="subtitles (SRT)", interactive=False)
+        details = gr.Textbox(label="details (JSON)")
+        spoken = gr.Textbox(label="spoken text")
+    mcp_tools.register(synthesize, [text, voice, speed, fmt], [audio, subtitles, details])
+    mcp_tools.register(normalize, [text], [spoken])
 
 
 def _count_request(stats: dict | None, result: SynthesisResult) -> dict:

@@ -13,6 +13,7 @@ import logging
 
 import gradio as gr
 
+from webapp.components import mcp_tools
 from webapp.components.downloads import write_downloads
 from webapp.components.inputs import one_choice
 from webapp.limits import client_key
@@ -141,9 +142,65 @@ def build_transcribe_tab(services: Services) -> None:
                   f"(real-time factor {result.rtf:.2f}) · {t.engine} / {t.model}")
         return t.text, status, files, rows
 
+    # The page's event is not the API: programs and assistants call /transcribe below.
     run.click(on_transcribe, inputs=[file_audio, engine, model, vocabulary, file_denoise],
               outputs=[transcript, file_status, downloads, words],
-              concurrency_limit=1, concurrency_id="file-transcription")
+              concurrency_limit=1, concurrency_id="file-transcription",
+              api_visibility="undocumented")
+    add_transcribe_tool(services)
+
+
+def add_transcribe_tool(services: Services) -> None:
+    """``/transcribe``: the tab's file transcription for programs (``gradio_client``) and
+    assistants (MCP tool); see ``webapp.components.mcp_tools``."""
+    settings = services.settings
+    stt = services.stt
+
+    def work(path: str, options: TranscribeOptions):
+        # Decoding counts as the job's work too: unqueued calls have no other bound on it.
+        audio = load_for_transcription(path, stt.stt.max_transcribe_s)
+        return transcribe_audio(stt.get(), audio, options, original_rate_hz=_original_rate(path))
+
+    async def transcribe(audio: str, vocabulary: str = "", denoise: bool = True,
+                         request: gr.Request = None):
+        """Transcribe English speech in a recording (wav, flac, mp3, ogg, m4a; up to {max_minutes:.0f} minutes) to text with timed segments, offline with Whisper {model}.
+
+        Args:
+            audio: The recording: a data URL with the file in base64 (data:audio/wav;base64,...), or a public http(s) URL of the file.
+            vocabulary: Optional names and terms to expect, e.g. "Dashwood, photosynthesis" (helps with spelling them).
+            denoise: Reduce background noise first (default true; it helps noisy recordings and does not hurt clean ones).
+
+        Returns:
+            The transcript as plain text, and JSON details: language, duration_s, engine, model, segments (start_s, end_s, text), warnings.
+        """
+        if not audio:
+            raise mcp_tools.ToolError("Give the recording to transcribe (an audio file).")
+        try:
+            vocabulary = vocabulary if isinstance(vocabulary, str) else ""
+            options = TranscribeOptions(initial_prompt=vocabulary[:500].strip() or None,
+                                        denoise=bool(denoise))
+            result = await mcp_tools.in_slot(services.limits.transcription,
+                                             mcp_tools.caller(request, settings), work, audio,
+                                             options)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one readable sentence
+            raise mcp_tools.refusal(exc, settings) from None
+        t = result.transcript
+        details = {"language": t.language, "duration_s": round(t.duration_s, 3),
+                   "engine": t.engine, "model": t.model,
+                   "segments": [{"start_s": round(s.start_s, 2), "end_s": round(s.end_s, 2),
+                                 "text": s.text.strip()} for s in t.segments],
+                   "warnings": list(result.warnings)}
+        return t.text, mcp_tools.as_json(details)
+
+    mcp_tools.describe(transcribe, max_minutes=stt.stt.max_transcribe_s / 60,
+                       model=stt.default_model)
+    with mcp_tools.hidden():
+        audio = gr.Audio(type="filepath", sources=["upload"], label="audio")
+        vocabulary = gr.Textbox("", label="vocabulary")
+        denoise = gr.Checkbox(True, label="denoise")
+        text = gr.Textbox(label="transcript")
+        details = gr.Textbox(label="details (JSON)")
+    mcp_tools.register(transcribe, [audio, vocabulary, denoise], [text, details])
 
 
 def _original_rate(path: str) -> int | None:

@@ -55,15 +55,22 @@ from webapp.pipeline.stt.base import (
     SAMPLE_RATE_HZ,
     STTEngine,
     TranscribeOptions,
+    TranscriptionTiming,
     Word,
     clean_vocabulary,
     join_words,
     loop_start,
+    notify_observers,
     word_key,
 )
 from webapp.pipeline.vad import WINDOW_S, WINDOW_SAMPLES, StreamingVAD
 
 logger = logging.getLogger(__name__)
+
+COVER_MARGIN_S = 0.25
+"""Speech this close to a word counts as covered by it (word timings jitter by 0.1-0.2 s)."""
+RETRY_BEAM_SIZE = 5
+"""Beam width of the second hearing when there is no committed-text prompt to leave out."""
 
 Policy = Literal["local-agreement", "overlap"]
 POLICIES: tuple[str, ...] = ("local-agreement", "overlap")
@@ -90,8 +97,9 @@ class StreamingOptions:
     ("ill-disposed" -> "the sparrows", p 0.86 -> 0.13), the live captions' only extra error
     against offline transcription on the LibriVox file."""
     primed_gap_s: float = 0.4
-    """A hypothesis that ends this long before the last speech it was given stopped early
-    (see ``_decode``); it is decoded again without the committed-text prompt."""
+    """A hypothesis that leaves this much speech without words (a run of VAD speech no word
+    comes within ``COVER_MARGIN_S`` of: it stopped early, or skipped part of the buffer) is
+    decoded once more (see ``_decode``)."""
     hold_probability: float = 0.3
     """Words below this probability need three agreeing hypotheses to be committed; at an
     utterance end, an unsure word among the last ``max_held_words`` stays pending (with the
@@ -165,6 +173,10 @@ class CaptionUpdate:
     stream_s: float = 0.0
     decoded: bool = False
     compute_s: float = 0.0
+    utterance_end_s: float = 0.0
+    """Stream time of the last utterance end (VAD silence); 0 before the first."""
+    holding: bool = False
+    """Unsure last words of that utterance are held back (shown pending), committed later."""
 
 
 class CaptionTranscriber(Protocol):
@@ -245,6 +257,8 @@ class _Captioner:
         self._stream_s = 0.0
         self._compute_s = 0.0
         self.decodes = 0
+        self.retries = 0
+        """Decodes heard again because the first hypothesis left speech without words."""
 
     @property
     def committed_words(self) -> list[Word]:
@@ -253,6 +267,14 @@ class _Captioner:
     @property
     def compute_s(self) -> float:
         return self._compute_s
+
+    def _decoded(self, started: float, audio_s: float) -> None:
+        """Account for one decode that began at ``started`` (``time.perf_counter``)."""
+        compute_s = time.perf_counter() - started
+        self.decodes += 1
+        self._compute_s += compute_s
+        notify_observers(self.engine, TranscriptionTiming(
+            "live", self.engine.name, self.engine.model, compute_s, audio_s))
 
     def _flush_input(self) -> np.ndarray:
         samples = self._input.flush()
@@ -453,6 +475,7 @@ class LocalAgreementTranscriber(_Captioner):
         """Decode the buffer up to ``until_s`` (the last speech, ending at ``speech_end_s``,
         plus a tail); return the words after the committed ones, in stream time."""
         opts = self.options
+        beam = beam_size or opts.beam_size
         self._decoded_until_s = self._stream_s
         end = max(0, min(len(self._buffer.samples),
                          int(round((until_s - self._buffer.offset_s) * SAMPLE_RATE_HZ))))
@@ -460,21 +483,47 @@ class LocalAgreementTranscriber(_Captioner):
         if end < WINDOW_SAMPLES:
             return []
         audio = Audio(self._buffer.samples[:end], SAMPLE_RATE_HZ)
-        words = self._run_engine(audio, self._prompt(), beam_size or opts.beam_size)
+        words = self._run_engine(audio, self._prompt(), beam)
+        missed = self._missed_speech_s(words, speech_end_s)
         primed = (len(_drop_collapsed(words)) < len(words)
                   or (words and words[-1].end_s < speech_end_s - opts.primed_gap_s))
-        if primed and self._prompt_words:
+        if missed >= opts.primed_gap_s or (primed and self._prompt_words):
             # Whisper was primed to repeat by a prompt that ends with the words it is hearing
-            # again (a teacher saying a sentence twice, a drill): it writes a copy out onto one
-            # instant, or loops and stops early (the adapter cuts the loop, and with it the
-            # real last words). Hear the buffer again without the committed text as prompt.
-            words = self._run_engine(audio, self.options.vocabulary.strip(),
-                                     beam_size or opts.beam_size)
+            # again (a teacher saying a sentence twice, a drill): it writes a copy out onto
+            # one instant, or loops and stops early (the adapter cuts the loop, and with it
+            # the real last words). Or it skipped part of a long buffer (issue 9's load test:
+            # a sentence and a half never reached the captions). Words cut off here are lost
+            # for good once the buffer moves on, so hear the buffer again: without the
+            # committed text as prompt when there is one, else with a beam search; keep the
+            # second hearing unless it leaves more speech without words.
+            self.retries += 1
+            if self._prompt_words:
+                retry = self._run_engine(audio, opts.vocabulary.strip(), beam)
+            else:
+                retry = self._run_engine(audio, self._prompt(), max(beam, RETRY_BEAM_SIZE))
+            if self._missed_speech_s(retry, speech_end_s) <= missed:
+                words = retry
         words = _drop_unsure_tail(words, self._decoded_audio_until_s - 1.0,
                                   opts.min_tail_probability)
         heard = _drop_collapsed([w for w in words if self._heard(w)])
         cut = loop_start(heard)  # a loop has more words than its audio can hold
         return self._after_committed(heard if cut is None else heard[:cut])
+
+    def _missed_speech_s(self, words: list[Word], speech_end_s: float) -> float:
+        """The longest run of speech (VAD) in the buffer up to ``speech_end_s`` that no word
+        comes near: not a word of the hypothesis that has audio under it, nor a committed or
+        held word still in the buffer. Words squeezed onto one instant cover nothing."""
+        first = self._window(self._buffer.offset_s)
+        last = self._window(speech_end_s)
+        speech = np.asarray(self._probs[first:last], dtype=np.float32) > self.options.vad_threshold
+        if not speech.any():
+            return 0.0
+        covered = np.zeros(len(speech), dtype=bool)
+        for w in [*_drop_collapsed(words), *self._committed[self._prompt_words:], *self._held]:
+            a = max(0, self._window(w.start_s - COVER_MARGIN_S) - first)
+            b = max(0, self._window(w.end_s + COVER_MARGIN_S) + 1 - first)
+            covered[a:b] = True
+        return _longest_run(speech & ~covered) * WINDOW_S
 
     def _run_engine(self, audio: Audio, prompt: str, beam_size: int) -> list[Word]:
         opts = self.options
@@ -487,8 +536,7 @@ class LocalAgreementTranscriber(_Captioner):
         )
         offset = self._buffer.offset_s
         segments = list(self.engine.iter_segments(audio, options))
-        self.decodes += 1
-        self._compute_s += time.perf_counter() - started
+        self._decoded(started, audio.duration_s)
         words = _glue([Word(w.text, w.start_s + offset, w.end_s + offset, w.probability)
                        for s in segments for w in s.words])
         logger.debug("t=%.1f buffer %.1f-%.1f prompt %r -> %s", self._stream_s, offset,
@@ -545,6 +593,7 @@ class LocalAgreementTranscriber(_Captioner):
             committed_count=len(self._committed), stream_s=self._stream_s,
             decoded=bool(self._decoded_until_s == self._stream_s),
             compute_s=time.perf_counter() - started,
+            utterance_end_s=self._utterance_from_s, holding=bool(self._held),
         )
 
 
@@ -589,8 +638,7 @@ class OverlapTranscriber(_Captioner):
             normalize_level=self.options.normalize_level,
         )
         segments = list(self.engine.iter_segments(Audio(window, SAMPLE_RATE_HZ), options))
-        self.decodes += 1
-        self._compute_s += time.perf_counter() - started
+        self._decoded(started, len(window) / SAMPLE_RATE_HZ)
         last_end = self._committed[-1].end_s if self._committed else -1.0
         new = []
         for s in segments:
@@ -666,6 +714,14 @@ def _common_prefix(previous: list[Word], current: list[Word]) -> list[Word]:
     return current[:n]
 
 
+def _longest_run(mask: np.ndarray) -> int:
+    """Length of the longest run of True in ``mask``."""
+    if not mask.any():
+        return 0
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return int(np.max(edges[1::2] - edges[::2]))
+
+
 def _trailing_true(mask: np.ndarray) -> int:
     if not len(mask) or not mask[-1]:
         return 0
@@ -684,6 +740,9 @@ class ReplayReport:
     committed_delays_s: tuple[float, ...]
     pending_delays_s: tuple[float, ...]
     compute_s: float
+    committed_lags_s: tuple[float, ...]
+    """How much audio had arrived after each word's end when it was committed: the policy's
+    own delay, without compute time, so the same on any machine."""
     audio_s: float
     updates: tuple[CaptionUpdate, ...]
 
@@ -698,6 +757,7 @@ def replay(transcriber: CaptionTranscriber, audio: Audio, chunk_s: float = 0.5) 
     compute = 0.0
     first_seen: dict[int, float] = {}  # word index -> time something showed at that position
     committed_at: list[float] = []
+    arrived_at: list[float] = []
     updates: list[CaptionUpdate] = []
     words: list[Word] = []
     starts = list(range(0, len(audio.samples), step))
@@ -717,11 +777,13 @@ def replay(transcriber: CaptionTranscriber, audio: Audio, chunk_s: float = 0.5) 
         updates.append(update)
         words.extend(update.new_words)
         committed_at.extend([clock] * len(update.new_words))
+        arrived_at.extend([arrival] * len(update.new_words))
         shown = update.committed_count + len(update.pending)
         for i in range(shown):
             first_seen.setdefault(i, clock)
     committed = tuple(max(0.0, t - w.end_s) for w, t in zip(words, committed_at, strict=True))
     pending = tuple(max(0.0, min(first_seen.get(i, t), t) - w.end_s)
                     for i, (w, t) in enumerate(zip(words, committed_at, strict=True)))
+    lags = tuple(max(0.0, t - w.end_s) for w, t in zip(words, arrived_at, strict=True))
     return ReplayReport(join_words([w.text for w in words]), tuple(words), committed, pending,
-                        compute, audio.duration_s, tuple(updates))
+                        compute, lags, audio.duration_s, tuple(updates))

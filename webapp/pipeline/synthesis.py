@@ -21,9 +21,11 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import methodcaller
+from typing import Protocol
 
 import numpy as np
 import soundfile as sf
@@ -110,6 +112,17 @@ class SynthesisResult:
             "compute_s": round(self.compute_s, 4), "format": self.fmt,
             "warnings": self.warnings,
         }
+
+
+class SynthesisObserver(Protocol):
+    """Told about every synthesis, on the thread that runs it (``webapp.metrics`` counts with
+    it). Must be quick; an observer that raises is logged and never fails the synthesis."""
+
+    def first_audio(self, engine: str, ttfa_s: float, cache_hit: bool) -> None:
+        """The request's first audio is ready, ``ttfa_s`` after it started."""
+
+    def finished(self, result: SynthesisResult) -> None:
+        """The request is complete (not called when it failed or its consumer stopped)."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +223,14 @@ class Synthesizer:
         self.cache = cache
         self.lexicon = lexicon
         self._locks = _KeyedLocks()
+        self.observers: list[SynthesisObserver] = []
+
+    def _notify(self, tell: Callable[[SynthesisObserver], None]) -> None:
+        for observer in self.observers:
+            try:
+                tell(observer)
+            except Exception:  # noqa: BLE001 - measuring must never fail a synthesis
+                logger.exception("synthesis observer failed")
 
     # -- planning ------------------------------------------------------------------------
     def _lexicon(self, lexicon: Lexicon | None) -> Lexicon | None:
@@ -299,8 +320,9 @@ class Synthesizer:
             else:
                 ttfa = (time.perf_counter() - t0) * 1000
                 self.cache.record_request(True)
+                self._notify(methodcaller("first_audio", engine_name, ttfa / 1000, True))
                 yield SynthesisChunk(audio, 0.0, 0, units_total, True, None)
-                yield SynthesisResult(
+                result = SynthesisResult(
                     audio=audio, data=encode(audio, "wav") if fmt == "wav" else hit.payload,
                     fmt=fmt, cues=cues, engine=engine_name, voice=voice,
                     model_id=common["model"], cache_hit=True, units_total=units_total,
@@ -308,6 +330,8 @@ class Synthesizer:
                     compute_s=time.perf_counter() - t0, warnings=warnings,
                     request_key=request_key,
                 )
+                self._notify(methodcaller("finished", result))
+                yield result
                 return
         if cache_only:
             return
@@ -357,6 +381,8 @@ class Synthesizer:
                         position_s += chunk.duration_s
                         if ttfa_ms is None:
                             ttfa_ms = (time.perf_counter() - t0) * 1000
+                            self._notify(methodcaller("first_audio", engine_name,
+                                                      ttfa_ms / 1000, False))
                         busy_s += time.perf_counter() - resume
                         yield SynthesisChunk(chunk, start, index, pieces_total, cached)
                         resume = time.perf_counter()
@@ -381,12 +407,14 @@ class Synthesizer:
         meta = {"cues": [[c.start_s, c.end_s, c.text] for c in cues], "units": pieces_total,
                 "samples": len(audio.samples), "rate": audio.sample_rate}
         self.cache.put(request_key, data if fmt != "wav" else _wav_bytes(audio), meta)
-        yield SynthesisResult(
+        result = SynthesisResult(
             audio=audio, data=data, fmt=fmt, cues=cues, engine=engine_name, voice=voice,
             model_id=common["model"], cache_hit=False, units_total=pieces_total,
             units_cached=min(cached_units, pieces_total), ttfa_ms=ttfa_ms or 0.0,
             compute_s=busy_s, warnings=warnings, request_key=request_key,
         )
+        self._notify(methodcaller("finished", result))
+        yield result
 
     def _cached_unit(self, key: str) -> Audio | None:
         hit = self.cache.get(key)

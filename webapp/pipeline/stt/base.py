@@ -158,6 +158,33 @@ ProgressFn = Callable[[float], None]
 """Called with the fraction of the audio done, 0..1."""
 
 
+@dataclass(frozen=True)
+class TranscriptionTiming:
+    """One finished piece of recognition work, for whoever measures the server
+    (``webapp.metrics``)."""
+
+    mode: str
+    """``file``: a whole recording (``files.transcribe_audio``); ``live``: one decode of a
+    live-caption buffer (``streaming``)."""
+    engine: str
+    model: str
+    compute_s: float
+    audio_s: float
+
+
+TranscriptionObserver = Callable[[TranscriptionTiming], None]
+
+
+def notify_observers(engine: object, timing: TranscriptionTiming) -> None:
+    """Tell the engine's observers (the list its registry gave it, if any) about ``timing``;
+    an observer that raises is logged and never fails the transcription."""
+    for observer in getattr(engine, "observers", ()):
+        try:
+            observer(timing)
+        except Exception:  # noqa: BLE001 - measuring must never fail recognition
+            logger.exception("transcription observer failed")
+
+
 @runtime_checkable
 class STTEngine(Protocol):
     name: str
@@ -182,6 +209,7 @@ class WhisperEngineBase:
 
     name: str
     model: str
+    observers: Sequence[TranscriptionObserver] = ()  # the registry's (``notify_observers``)
 
     def decode(self, audio: Audio, options: TranscribeOptions) -> Iterator[Segment]:
         """Yield the recogniser's segments as they are decoded, before any guard."""

@@ -19,7 +19,9 @@ from webapp.pipeline.stt.base import (
     STTEngine,
     TranscribeOptions,
     Transcript,
+    TranscriptionTiming,
     clean_vocabulary,
+    notify_observers,
 )
 from webapp.pipeline.subtitles import to_srt, to_text, to_vtt
 
@@ -98,7 +100,10 @@ def transcribe_audio(engine: STTEngine, audio: Audio, options: TranscribeOptions
         transcript = engine.transcribe(audio, options, progress=progress)
         if not transcript.text:
             warnings.append("No words were recognised with enough confidence.")
-    return FileTranscriptionResult(transcript, tuple(warnings), time.perf_counter() - started)
+    result = FileTranscriptionResult(transcript, tuple(warnings), time.perf_counter() - started)
+    notify_observers(engine, TranscriptionTiming("file", engine.name, engine.model,
+                                                 result.compute_s, audio.duration_s))
+    return result
 
 
 def render(transcript: Transcript, fmt: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from webapp.config import Settings
 from webapp.pipeline.errors import ModelUnavailableError, UnknownChoiceError
-from webapp.pipeline.stt.base import STTEngine
+from webapp.pipeline.stt.base import STTEngine, TranscriptionObserver
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,8 @@ class STTRegistry:
         self._engines: dict[tuple[str, str], STTEngine] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
+        # Told about every transcription and live decode of the engines loaded here (metrics).
+        self.observers: list[TranscriptionObserver] = []
 
     # -- what can be picked -------------------------------------------------------------
     def engines(self) -> list[str]:
@@ -135,7 +137,9 @@ class STTRegistry:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self._engines:
-                self._engines[key] = self._load(name, model)
+                engine = self._load(name, model)
+                engine.observers = self.observers
+                self._engines[key] = engine
         return self._engines[key]
 
     def load_path(self, engine: str | None, path: Path) -> STTEngine:
