@@ -6,7 +6,7 @@ engine loads it through exactly the code path an operator's real checkpoint take
 weights produce noise: tests assert sample rates, types and lengths, never what it sounds like.
 
 Hidden sizes are tiny (a few hundred kB of weights) so loading and synthesis take milliseconds
-on the 2-core test machine. NOTES.md: in coqui-tts 0.28 ``VitsAudioConfig`` is gone (the audio
+on the 2-core test machine. docs/stack-notes.md: in coqui-tts 0.28 ``VitsAudioConfig`` is gone (the audio
 section is a ``BaseAudioConfig``) and ``Vits(config)`` replaces ``Vits.init_from_config``.
 """
 

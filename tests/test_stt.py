@@ -94,7 +94,7 @@ def test_openai_whisper_on_converted_real_weights_matches_faster_whisper(registr
     a = ow.transcribe(clip)
     b = fw.transcribe(clip)
     assert wer(reference(LIBRIVOX, CLIP), a.text) <= 0.1, a.text
-    # Same weights, same beam search: the same words (NOTES.md); timings close.
+    # Same weights, same beam search: the same words (docs/stack-notes.md); timings close.
     assert wer(b.text, a.text) <= 0.05, (a.text, b.text)
     assert a.words and abs(a.words[-1].end_s - b.words[-1].end_s) < 0.5
 
@@ -308,13 +308,21 @@ def test_bad_files_give_clear_errors(tmp_path):
         load_for_transcription(truncated, 3600)
 
 
-def test_three_hours_is_refused_before_decoding(tmp_path):
+def test_three_hours_is_refused_before_decoding(tmp_path, monkeypatch):
     # A WAV header that claims 3 hours: refused from the header, nothing is decoded.
     path = tmp_path / "long.wav"
     with sf.SoundFile(path, "w", samplerate=8000, channels=1, subtype="PCM_16") as f:
         block = np.zeros(8000 * 60, dtype=np.int16)
         for _ in range(180):
             f.write(block)
+    import webapp.pipeline.audio as audio_module
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the samples were decoded")
+
+    # Both decoders: soundfile's and the ffmpeg fallback.
+    monkeypatch.setattr(audio_module.sf, "read", no_decoding)
+    monkeypatch.setattr(audio_module, "_decode_with_ffmpeg", no_decoding)
     with pytest.raises(AudioError, match="minutes"):
         load_for_transcription(path, 3600)
 

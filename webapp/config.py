@@ -32,7 +32,7 @@ def _default_data_dir() -> Path:
 
 
 def disable_telemetry() -> None:
-    """Stop the libraries we use from phoning home (NOTES.md: Gradio analytics, onnxruntime
+    """Stop the libraries we use from phoning home (docs/stack-notes.md: Gradio analytics, onnxruntime
     telemetry, Hugging Face look-ups). Called before any of them is imported."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")

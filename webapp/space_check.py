@@ -42,7 +42,7 @@ from pathlib import Path
 from webapp.space import FORBIDDEN, ROOT, SpaceBuildError, build_space, canonical, read_front_matter
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-# tests/browser/conftest.py BASE_FLAGS (NOTES.md: without the background-networking flags
+# tests/browser/conftest.py BASE_FLAGS (docs/stack-notes.md: without the background-networking flags
 # Chromium keeps trying to reach Google's hosts).
 CHROMIUM_FLAGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

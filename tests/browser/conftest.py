@@ -1,6 +1,6 @@
 """Real-browser harness: a live ``python -m webapp serve`` and Debian's Chromium via Playwright.
 
-NOTES.md: use Debian's /usr/bin/chromium (never ``playwright install``), the background-
+docs/stack-notes.md: use Debian's /usr/bin/chromium (never ``playwright install``), the background-
 networking flags (the machine has no internet), and Chromium's fake microphone fed from a WAV.
 """
 

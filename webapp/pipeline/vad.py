@@ -68,9 +68,3 @@ class StreamingVAD:
 def speech_probabilities(samples: np.ndarray) -> np.ndarray:
     """One speech probability per whole 512-sample window of 16 kHz ``samples``."""
     return StreamingVAD().feed(samples)
-
-
-def speech_fraction(samples: np.ndarray, threshold: float = 0.5) -> float:
-    """Share of 32 ms windows that hold speech (0 for silence and most steady noise)."""
-    probs = speech_probabilities(samples)
-    return float(np.mean(probs > threshold)) if len(probs) else 0.0

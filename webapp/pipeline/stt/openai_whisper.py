@@ -1,7 +1,7 @@
 """openai-whisper (PyTorch) adapter.
 
 Beam search (``beam_size=5, best_of=5``) by default: openai-whisper's own default is greedy
-with temperature fallback, which varied from run to run here (NOTES.md); beam search matched
+with temperature fallback, which varied from run to run here (docs/stack-notes.md); beam search matched
 faster-whisper's output exactly. The PyTorch model installs key/value-cache hooks on itself
 during a decode, so calls are serialised with a lock.
 """
