@@ -46,7 +46,7 @@ import soundfile as sf  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import machine  # noqa: E402
+from bench.machine import machine, save_json  # noqa: E402
 
 SPEECH = ROOT / "tests" / "data" / "speech" / "librivox"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -241,9 +241,7 @@ def main() -> None:
     out = {"machine": machine(), "recording_s": speech_end_s + TAIL_S, "offline": off,
            "summary": summary, "runs": rows}
     print(json.dumps(out, indent=1))
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(out, indent=1))
+    save_json(out, args.json_out)
 
 
 if __name__ == "__main__":

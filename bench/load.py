@@ -70,7 +70,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.machine import git_commit  # noqa: E402
+from bench.machine import git_commit, save_json  # noqa: E402
 from bench.machine import machine as bench_machine  # noqa: E402
 
 SPEECH = ROOT / "tests" / "data" / "speech"
@@ -748,9 +748,7 @@ def main() -> None:
             print(f"the app did not stop within 10 s of SIGTERM (killed); log: {work}/data",
                   file=sys.stderr)
     print_table(report)
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(report, indent=1) + "\n")
+    save_json(report, args.json_out)
     sys.exit(1 if report["errors"] else 0)
 
 

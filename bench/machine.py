@@ -34,3 +34,13 @@ def git_commit() -> str:
 def machine() -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "load_avg": os.getloadavg()}
+
+
+def save_json(report: dict, path: Path | None) -> None:
+    """Write a benchmark's JSON report to ``path`` (``--json-out``), when one was given."""
+    if path is None:
+        return
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")

@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import machine  # noqa: E402
+from bench.machine import machine, save_json  # noqa: E402
 from webapp.space_check import (  # noqa: E402
     CheckOptions,
     _free_port,
@@ -107,9 +107,7 @@ def main() -> None:
               f"{', '.join(r['tts_engines']):<22} {', '.join(r['stt_engines']):<30}")
     out = {"machine": machine(), "variants": rows}
     print(json.dumps(out, indent=1))
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(out, indent=1))
+    save_json(out, args.json_out)
 
 
 if __name__ == "__main__":

@@ -486,13 +486,11 @@ class _Sender:
             stream.dropped = stream.done = True
             await self._send({"type": "input_audio_buffer.cleared"})
             return True
-        status, utterances = payload
         if stream.dropped:
             return True
-        return await self._status(stream, status, utterances)
+        return await self._status(stream, payload)
 
-    async def _status(self, stream: _Stream, status: LiveStatus,
-                      utterances: _Utterances | None) -> bool:
+    async def _status(self, stream: _Stream, status: LiveStatus) -> bool:
         if status.error:
             stream.done = True
             message = redact_paths(status.error) if self.public else status.error
@@ -504,10 +502,10 @@ class _Sender:
         # transcriber heard the utterance end (silence_duration_ms of silence), once the words
         # it held back there (unsure, waiting for right context) are committed too. After a
         # client's commit, the rest of the stream is that commit's item.
-        split = stream.server_vad and not stream.committing and utterances is not None
+        split = stream.server_vad and not stream.committing
         ended_s = None
-        if split and utterances.last_end_s > stream.utterance_end_s:
-            ended_s = stream.utterance_end_s = utterances.last_end_s
+        if split and update.utterance_end_s > stream.utterance_end_s:
+            ended_s = stream.utterance_end_s = update.utterance_end_s
         added: list[Word] = []
         for word in update.new_words:
             item = stream.item
@@ -532,7 +530,7 @@ class _Sender:
         if ended_s is not None and item is not None and item.ends_at_s is None:
             item.ends_at_s = ended_s
         if split and item is not None and item.ends_at_s is not None \
-                and not utterances.holding:
+                and not update.holding:
             await self._end(stream, item.ends_at_s)
         pending = update.pending_text
         if pending and stream.item is None:
@@ -602,16 +600,6 @@ class _Sender:
     async def _close(self, code: int) -> None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await self.ws.close(code=code)
-
-
-@dataclass(frozen=True)
-class _Utterances:
-    """Where the transcriber's utterances end, read right after one of its steps."""
-
-    last_end_s: float
-    """Stream time of its last utterance end (0 before the first)."""
-    holding: bool
-    """Words of that utterance are held back (unsure), to be committed later."""
 
 
 def _ms(seconds: float) -> int:
@@ -855,10 +843,7 @@ class _Connection:
         stream_ref: list[_Stream] = []
 
         def on_status(status: LiveStatus) -> None:
-            update = status.update
-            loop.call_soon_threadsafe(self.sender.for_stream, stream_ref[0], "status",
-                                      (status, _Utterances(update.utterance_end_s,
-                                                           update.holding)))
+            loop.call_soon_threadsafe(self.sender.for_stream, stream_ref[0], "status", status)
 
         transcriber = make_transcriber(self.engine, config.streaming_options())
         session = LiveSession(transcriber, on_status, max_audio_s=self.max_audio_s + 1.0,

@@ -82,10 +82,7 @@ def resolve_speech(services: Services, model: str, voice: str) -> SpeechChoice:
             found = _find_voice(services.tts.voices(candidate), voice, None)
             if found is not None:
                 return SpeechChoice(candidate, found)
-        if not services.settings.offline:
-            return SpeechChoice(engine, voice)  # a catalogue voice, downloaded on first use
-        raise ApiError(400, unknown_voice_message(services, engine, voice), param="voice",
-                       code="voice_not_found")
+        return _not_installed_voice(services, engine, voice)
     name, _, implied = asked.partition("/")  # "coqui/<model>", "piper/<voice>"
     if name.lower() not in TTS_ENGINES:
         raise ApiError(404, f"Unknown model '{asked}'. Models here: "
@@ -98,8 +95,14 @@ def resolve_speech(services: Services, model: str, voice: str) -> SpeechChoice:
     found = _find_voice(services.tts.voices(engine), voice, implied or None)
     if found is not None:
         return SpeechChoice(engine, found)
+    return _not_installed_voice(services, engine, voice)
+
+
+def _not_installed_voice(services: Services, engine: str, voice: str) -> SpeechChoice:
+    """A voice not installed here: online, one of the engine's catalogue (downloaded on first
+    use); offline, a 400 that lists what exists."""
     if not services.settings.offline:
-        return SpeechChoice(engine, voice)  # a catalogue voice, downloaded on first use
+        return SpeechChoice(engine, voice)
     raise ApiError(400, unknown_voice_message(services, engine, voice), param="voice",
                    code="voice_not_found")
 
