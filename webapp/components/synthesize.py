@@ -17,6 +17,7 @@ from webapp.api import operator_allowed
 from webapp.components import mcp_tools
 from webapp.components.downloads import write_downloads
 from webapp.components.inputs import one_choice
+from webapp.components.voices import build_voice_panel
 from webapp.limits import client_key
 from webapp.messages import user_message
 from webapp.pipeline.audio import FORMATS, load
@@ -191,6 +192,7 @@ def build_synthesize_tab(services: Services) -> None:
             engine = gr.Dropdown(engines, value=default_engine, label="Engine", elem_id="tts-engine")
             voice = gr.Dropdown(voice_choices, value=default_voice, label="Voice",
                                 elem_id="tts-voice", allow_custom_value=False)
+            build_voice_panel(services, engine, voice)
             speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed (1.0 = normal)",
                               elem_id="tts-speed")
             fmt = gr.Radio(["wav", "mp3", "ogg"], value="wav", label="Download format",

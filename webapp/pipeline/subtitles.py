@@ -18,6 +18,15 @@ class Cue:
     text: str
 
 
+@dataclass(frozen=True)
+class Chapter:
+    """A section of a lesson: from a Markdown heading, or a blank-line-separated section."""
+
+    start_s: float
+    end_s: float
+    title: str
+
+
 def _timestamp(seconds: float, sep: str) -> str:
     total_ms = max(0, int(round(seconds * 1000)))
     hours, rem = divmod(total_ms, 3_600_000)
