@@ -49,6 +49,15 @@ def test_encode_decode_round_trip(clip, fmt, tmp_path):
         assert corr > 0.9
 
 
+def test_minutes_of_speech_encode_to_ogg(clip):
+    """A lesson of several minutes at the voice's 22.05 kHz: one large Vorbis write used to
+    crash the process inside libsndfile."""
+    lesson = Audio.concat([clip.resample(22050)] * (300 // int(clip.duration_s) + 1))
+    assert lesson.duration_s > 300
+    back = load(encode(lesson, "ogg"))
+    assert abs(back.duration_s - lesson.duration_s) < 0.1
+
+
 def test_load_from_bytes_and_m4a_via_ffmpeg(clip, tmp_path):
     wav = tmp_path / "c.wav"
     wav.write_bytes(encode(clip, "wav"))

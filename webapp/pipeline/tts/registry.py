@@ -100,6 +100,18 @@ class TTSRegistry:
             logger.warning("could not list %s voices: %s", engine, exc)
             return []
 
+    def engine_of(self, voice_id: str) -> str:
+        """The engine that has ``voice_id`` installed (ids do not collide: Piper names, eSpeak NG
+        language codes, Coqui model names). The default engine is asked first."""
+        names = sorted(self._engines, key=lambda n: n != self.settings.default_engine)
+        for name in names:
+            if any(v.id == voice_id for v in self.voices(name)):
+                return name
+        installed = [v.id for name in names for v in self.voices(name)]
+        raise UnknownChoiceError(
+            f"Unknown voice '{voice_id}'. Installed voices: {', '.join(installed[:12])}"
+            f"{' …' if len(installed) > 12 else ''}.")
+
     def preload(self) -> None:
         """Load and warm up the start-up engines' default voices."""
         for name in self.settings.preload:
