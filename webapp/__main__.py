@@ -1,4 +1,4 @@
-"""Command line: ``python -m webapp {serve,synthesize,transcribe,evaluate,normalize,space} ...``.
+"""Command line: ``python -m webapp {serve,synthesize,transcribe,evaluate,normalize,batch,space} ...``.
 
 Each subcommand lives in ``webapp/commands/<name>.py`` and exposes ``HELP``,
 ``add_arguments(parser)`` and ``run(args, settings) -> int``. User errors are ``PipelineError``s:
@@ -14,7 +14,7 @@ import sys
 
 from webapp.config import Settings, disable_telemetry
 
-COMMANDS = ("serve", "synthesize", "transcribe", "evaluate", "normalize", "space")
+COMMANDS = ("serve", "synthesize", "transcribe", "evaluate", "normalize", "batch", "space")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
