@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 _COMPONENTS = Path(__file__).parent / "components"
 PAGE_JS = "\n".join((_COMPONENTS / name).read_text(encoding="utf-8")
-                    for name in ("player.js", "captions.js"))
+                    for name in ("player.js", "captions.js", "lesson.js"))
 CSS = """
 #tts-metrics p { margin: 0.2em 0; }
 #live-status { font-weight: 600; color: var(--color-accent); }

@@ -312,8 +312,12 @@ def probe(url: str, *, browser: bool, chromium: str, screenshot: str | None, tim
     downloads = Path(tempfile.mkdtemp(prefix="space-probe-"))
     client = Client(url + "/", verbose=False, download_files=str(downloads))
     t0 = time.time()
+    # The page's own event (undocumented, so every input is passed): text, engine, voice, speed,
+    # format, cloning clip, player token, then the lesson details left empty (title, teacher,
+    # course, loudness, three speaker names, three speaker voices).
     audio_path, _files, metrics, *_ = client.predict(
-        SENTENCE, "piper", "en_US-joe-medium", 1.0, "wav", None, "", api_name="/on_synthesize")
+        SENTENCE, "piper", "en_US-joe-medium", 1.0, "wav", None, "", "", "", "", None,
+        "", "", "", None, None, None, api_name="/on_synthesize")
     out["first_call_at"] = time.time()
     info = sf.info(audio_path)
     out["synthesize"] = {"audio_s": round(info.duration, 2), "sample_rate_hz": info.samplerate,

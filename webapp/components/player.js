@@ -7,8 +7,12 @@
 (function () {
   if (window.speechStudio) return;
   const state = { ctx: null, controller: null, sources: [] };
-  const stats = { clickAt: 0, firstSoundAt: 0, chunks: 0, bytes: 0, underruns: 0,
-                  audioSeconds: 0, done: false, error: null, token: null };
+  // reads: how many pieces fetch() handed over. That is the transport's grouping, not the
+  // server's chunks: the browser merges whatever arrived since its last read (all of it when
+  // synthesis outruns the page, e.g. cached sentences) and may split a chunk in two. What was
+  // heard is samples (at sampleRate), from firstSoundAt on.
+  const stats = { clickAt: 0, firstSoundAt: 0, reads: 0, bytes: 0, samples: 0, sampleRate: 0,
+                  underruns: 0, audioSeconds: 0, done: false, error: null, token: null };
   window.speechStudioStats = stats;
 
   // Stream tokens are issued by the server (only issued tokens are accepted, one reader each).
@@ -47,8 +51,9 @@
   }
 
   async function play(token, ctx, clickAt) {
-    Object.assign(stats, { clickAt, firstSoundAt: 0, chunks: 0, bytes: 0,
-                           underruns: 0, audioSeconds: 0, done: false, error: null, token });
+    Object.assign(stats, { clickAt, firstSoundAt: 0, reads: 0, bytes: 0, samples: 0,
+                           sampleRate: 0, underruns: 0, audioSeconds: 0, done: false, error: null,
+                           token });
     const controller = new AbortController();
     state.controller = controller;
     setStatus("Preparing audio…");
@@ -58,6 +63,7 @@
     } catch (e) { stats.error = String(e); return; }
     if (!response.ok) { stats.error = "HTTP " + response.status; setStatus(""); return; }
     const rate = parseInt(response.headers.get("X-Sample-Rate") || "22050", 10);
+    stats.sampleRate = rate;
     const reader = response.body.getReader();
     let carry = null;  // an odd trailing byte waits for the next chunk
     let nextTime = 0;
@@ -77,7 +83,7 @@
       src.buffer = buffer;
       src.connect(ctx.destination);
       const now = ctx.currentTime;
-      if (stats.chunks > 0 && nextTime < now) stats.underruns += 1;
+      if (stats.samples > 0 && nextTime < now) stats.underruns += 1;
       const startAt = Math.max(nextTime, now + 0.005);
       src.start(startAt);
       state.sources.push(src);
@@ -86,8 +92,9 @@
         setStatus("Playing…");
       }
       nextTime = startAt + buffer.duration;
-      stats.chunks += 1;
+      stats.reads += 1;
       stats.bytes += bytes.length;
+      stats.samples += pcm.length;
       stats.audioSeconds += buffer.duration;
     }
     stats.done = true;

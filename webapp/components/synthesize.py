@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 
 from webapp.api import operator_allowed
+from webapp.components import lesson as lesson_ui
 from webapp.components import mcp_tools
 from webapp.components.downloads import write_downloads
 from webapp.components.inputs import one_choice
@@ -22,7 +23,7 @@ from webapp.limits import client_key
 from webapp.messages import user_message
 from webapp.pipeline.audio import FORMATS, load
 from webapp.pipeline.errors import InputError, PipelineError
-from webapp.pipeline.subtitles import to_srt, to_vtt
+from webapp.pipeline.subtitles import to_srt
 from webapp.pipeline.synthesis import SynthesisChunk, SynthesisRequest, SynthesisResult
 from webapp.pipeline.text.lexicon import MAX_CSV_CHARS, MAX_SESSION_ENTRIES, Lexicon, LexiconEntry
 from webapp.pipeline.tts.base import MAX_SPEED, MIN_SPEED
@@ -48,12 +49,6 @@ async (text, engine, voice, speed, fmt, reference, token, ...rest) => {
 """
 
 
-def _write_outputs(result: SynthesisResult) -> tuple[str, list[str]]:
-    paths = write_downloads("lesson", {result.fmt: result.data, "srt": to_srt(result.cues),
-                                       "vtt": to_vtt(result.cues)})
-    return paths[0], paths
-
-
 def _metrics_markdown(result: SynthesisResult, own_repeat: bool | None = None) -> str:
     """What the click did. ``own_repeat`` (public deployments): the cache status is shown only
     for a repeat of the visitor's own request, never for text someone else synthesised."""
@@ -70,6 +65,10 @@ def _metrics_markdown(result: SynthesisResult, own_repeat: bool | None = None) -
         f"**{result.rtf:.3f}** · {result.audio_s:.1f} s of audio · {result.units_total} "
         f"sentence(s) · {result.engine} / {result.voice}",
     ]
+    if result.loudness is not None:
+        lines[0] += f" · loudness {result.loudness.summary()}"
+    if result.chapters:
+        lines[0] += f" · {len(result.chapters)} chapter(s)"
     lines += [f"⚠️ {w}" for w in result.warnings]
     return "\n\n".join(lines)
 
@@ -156,11 +155,12 @@ class _Lexicons:
         return []
 
 
-def _safe_preview(services: Services, value: str, lexicon: Lexicon | None = None) -> str:
+def _safe_preview(services: Services, value: str, lexicon: Lexicon | None = None,
+                  speakers=()) -> str:
     if not value or not value.strip():
         return ""
     try:
-        return services.synthesizer.preview(value, lexicon)
+        return services.synthesizer.preview(value, lexicon, speakers)
     except PipelineError as exc:
         return f"({user_message(exc, public=services.settings.public)})"
 
@@ -188,10 +188,14 @@ def build_synthesize_tab(services: Services) -> None:
                 lines=3, max_lines=12, interactive=False, elem_id="tts-preview",
                 value=_safe_preview(services, EXAMPLE),
             )
+            lesson = lesson_ui.build_lesson_settings(services, voice_choices)
         with gr.Column(scale=2):
             engine = gr.Dropdown(engines, value=default_engine, label="Engine", elem_id="tts-engine")
             voice = gr.Dropdown(voice_choices, value=default_voice, label="Voice",
-                                elem_id="tts-voice", allow_custom_value=False)
+                                # A voice installed after the page was built (voices.py) is
+                                # not in the build-time choices Gradio checks against; unknown
+                                # ids are refused by the synthesizer with a clear message.
+                                elem_id="tts-voice", allow_custom_value=True)
             build_voice_panel(services, engine, voice)
             speed = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Speed (1.0 = normal)",
                               elem_id="tts-speed")
@@ -209,16 +213,21 @@ def build_synthesize_tab(services: Services) -> None:
     token = gr.Textbox(visible=False, elem_id="tts-token")
     metrics = gr.Markdown(elem_id="tts-metrics")
     with gr.Row():
-        player = gr.Audio(label="Result (replay)", type="filepath", interactive=False,
-                          elem_id="tts-audio")
-        downloads = gr.File(label="Downloads: audio, subtitles (.srt, .vtt)", file_count="multiple",
-                            interactive=False, elem_id="tts-downloads")
+        with gr.Column():
+            player = gr.Audio(label="Result (replay)", type="filepath", interactive=False,
+                              elem_id="tts-audio")
+            chapters = gr.HTML(elem_id="tts-chapters")
+        downloads = gr.File(label="Downloads: audio, subtitles (.srt, .vtt), chapters",
+                            file_count="multiple", interactive=False, elem_id="tts-downloads")
+    lesson_state = gr.State(None, time_to_live=SESSION_TTL_S)
     lexicons = _Lexicons(services)
     public = settings.public
     # Per-visitor state lives in the session (Gradio drops it when the page is closed, and
     # after SESSION_TTL_S at the latest), never in module globals.
     session_lexicon = gr.State([], time_to_live=SESSION_TTL_S)
     session_stats = gr.State(None, time_to_live=SESSION_TTL_S)
+    lesson_ui.build_lesson_tools(services, lesson_state, lesson, lesson_ui.SynthesisWidgets(
+        engine, voice, speed, session_lexicon, lexicons.effective))
     with gr.Accordion("Pronunciation lexicon (applied before numbers and formulas)", open=False):
         if public:
             operator_count = len(services.lexicon.entries) if services.lexicon is not None else 0
@@ -269,16 +278,23 @@ def build_synthesize_tab(services: Services) -> None:
             gr.Warning(f"No {engine_name} voice is installed here; see the README's 'Models' section.")
         return gr.Dropdown(choices=choices, value=default)
 
-    def on_preview(value: str, own_rows) -> str:
-        return _safe_preview(services, value, lexicons.effective(own_rows))
+    def on_preview(value: str, own_rows, *lesson_values) -> str:
+        try:
+            speakers = lesson_ui.lesson_settings(list(lesson_values)).speakers
+        except PipelineError:
+            speakers = ()
+        return _safe_preview(services, value, lexicons.effective(own_rows), speakers)
 
     def on_synthesize(text_value, engine_name, voice_id, speed_value, fmt_value, reference_path,
-                      token_value, own_rows, stats, request: gr.Request,
+                      token_value, own_rows, stats, title, teacher, course, loud,
+                      name0, name1, name2, voice0, voice1, voice2, request: gr.Request,
                       progress=gr.Progress()):  # noqa: B008 - Gradio injects it
         client = client_key(request.client.host if request and request.client else None,
                             request.headers if request else None, settings.trust_proxy)
         channel = services.live.claim(token_value)
         try:
+            details = lesson_ui.lesson_settings(
+                [title, teacher, course, loud, name0, name1, name2, voice0, voice1, voice2])
             ref_audio = None
             if reference_path:
                 ref_audio = load(reference_path, max_seconds=settings.max_clone_clip_s)
@@ -287,7 +303,8 @@ def build_synthesize_tab(services: Services) -> None:
                 engine=one_choice(engine_name, "engine"), voice=one_choice(voice_id, "voice"),
                 speed=float(speed_value), fmt=one_choice(fmt_value, "format") or "wav",
                 reference=ref_audio,
-                lexicon=lexicons.effective(own_rows))
+                lexicon=lexicons.effective(own_rows), speakers=details.speakers,
+                loudness_lufs=details.loudness_lufs)
             # A repeat is answered from the cache at once, without queueing for a voice.
             result = services.synthesizer.cached(synth_request)
             if result is not None:
@@ -311,23 +328,32 @@ def build_synthesize_tab(services: Services) -> None:
         finally:
             if channel is not None:
                 channel.close()
-        audio_path, files = _write_outputs(result)
+        audio_path, files = lesson_ui.lesson_files(result, details)
+        kept = lesson_ui.lesson_state(result, audio_path, details.tags)
+        chapter_links = lesson_ui.chapters_html(result.chapters)
         if public:
             stats = _count_request(stats, result)
             return (audio_path, files, _metrics_markdown(result, stats["own_repeat"]),
-                    _session_cache_markdown(stats), stats)
-        return audio_path, files, _metrics_markdown(result), _cache_markdown(services), stats
+                    _session_cache_markdown(stats), stats, chapter_links, kept)
+        return (audio_path, files, _metrics_markdown(result), _cache_markdown(services), stats,
+                chapter_links, kept)
 
     # The page's events are not the API (they take a player token and session state):
     # programs and assistants call /synthesize and /normalize below.
     page_only = "undocumented"
     engine.change(on_engine, engine, voice, queue=False, api_visibility=page_only)
-    text.change(on_preview, [text, session_lexicon], preview, trigger_mode="always_last",
+    preview_inputs = [text, session_lexicon, *lesson.inputs()]
+    text.change(on_preview, preview_inputs, preview, trigger_mode="always_last",
                 show_progress="hidden", concurrency_limit=4, api_visibility=page_only)
+    for speaker_widget in (*lesson.speaker_names, *lesson.speaker_voices):
+        speaker_widget.change(on_preview, preview_inputs, preview, trigger_mode="always_last",
+                              show_progress="hidden", concurrency_limit=4,
+                              api_visibility=page_only)
     run.click(
         on_synthesize,
-        [text, engine, voice, speed, fmt, reference, token, session_lexicon, session_stats],
-        [player, downloads, metrics, cache_info, session_stats],
+        [text, engine, voice, speed, fmt, reference, token, session_lexicon, session_stats,
+         *lesson.inputs()],
+        [player, downloads, metrics, cache_info, session_stats, chapters, lesson_state],
         js=START_PLAYER_JS,
         concurrency_limit=settings.concurrency,
         concurrency_id="synthesis",
@@ -428,6 +454,8 @@ def add_synthesize_tools(services: Services) -> None:
         """
         try:
             voice = one_choice(voice, "voice") or default_voice
+            if voice not in voices:  # installed since start-up (the page's voice installer)?
+                voices.update(_voice_engines(services))
             if voice not in voices:
                 raise InputError(f"Unknown voice '{voice}'. Installed voices: "
                                  f"{', '.join(list(voices)[:12])}{' …' if len(voices) > 12 else ''}.")
