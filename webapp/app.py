@@ -41,6 +41,11 @@ CSS = """
 #live-level > span { display: block; height: 100%; width: 0; background: #2a9d4b;
   transition: width 0.1s; }
 #live-state { margin-top: 0.6em; }
+#live-share, #live-transcript { margin-top: 0.6em; line-height: 1.6; }
+#live-share a, #live-transcript a { font-weight: 600; text-decoration: underline; }
+#live-panel .live-share-hint { font-size: 0.9em; opacity: 0.8; }
+#live-panel .live-link-button { text-decoration: underline; color: inherit; background: none;
+  border: none; padding: 0; cursor: pointer; font: inherit; }
 #live-state[data-kind="error"] { color: #c0392b; font-weight: 600; }
 #live-state[data-kind="behind"] { color: #b9770e; font-weight: 600; }
 """
@@ -153,6 +158,7 @@ def create_app(services):
 
     from webapp import metrics
     from webapp.api import build_router
+    from webapp.caption_view import build_caption_view_router
     from webapp.live_captions import build_live_router
     from webapp.openai_compat import UPLOAD_PATHS, build_openai_router
     from webapp.realtime import build_realtime_router
@@ -170,6 +176,7 @@ def create_app(services):
     app = FastAPI(title="Speech Studio", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.include_router(build_router(services))
     app.include_router(build_live_router(services))
+    app.include_router(build_caption_view_router(services))
     app.include_router(build_openai_router(services))
     app.include_router(build_realtime_router(services))
     app.include_router(metrics.build_metrics_router(services))

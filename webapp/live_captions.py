@@ -11,11 +11,13 @@ flushes the last samples before the final captions are sent.
 Protocol (``/api/live/captions``; JSON text frames, binary audio frames):
 
 * client -> ``{"type": "start", "sample_rate": 48000, "vocabulary": "...", "denoise": false}``
-* server -> ``{"type": "ready", "max_seconds": 600}``
+* server -> ``{"type": "ready", "max_seconds": 600, "session": ID, "view": "captions/ID"}``:
+  the caption view that others can follow read-only (``webapp/caption_view.py``)
 * client -> binary frames: little-endian int16 mono PCM at ``sample_rate``, any length
 * client -> ``{"type": "stop"}`` (after the last audio frame)
 * server -> ``{"type": "captions", ...}`` after each decoding step, then one with ``"final": true``
-  once everything received has been decoded and committed; then the server closes.
+  once everything received has been decoded and committed, with ``"transcript"``: the
+  TXT/SRT/VTT download paths (relative to the app); then the server closes.
   At the recording's time limit the server ends it the same way, with a ``notice`` saying so.
 * server -> ``{"type": "error", "message": "..."}`` and closes, for anything that went wrong
   (including 30 s without audio).
@@ -35,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from webapp.limits import Busy, client_key
 from webapp.messages import user_message
 from webapp.pipeline.audio import Audio
+from webapp.pipeline.caption_board import TRANSCRIPT_FORMATS
 from webapp.pipeline.errors import PipelineError
 from webapp.pipeline.live_session import LiveSession, LiveStatus, RecordingLimitReached
 from webapp.pipeline.streaming import StreamingOptions, make_transcriber
@@ -138,12 +141,25 @@ async def _run_session(ws: WebSocket, services: Services, max_seconds: float) ->
 
     loop = asyncio.get_running_loop()
     outbox: asyncio.Queue[LiveStatus] = asyncio.Queue()
+    board = services.captions
+    room = board.open(vocabulary=options.vocabulary, engine=getattr(engine, "name", ""),
+                      model=getattr(engine, "model", ""))
+
+    def deliver(status: LiveStatus) -> None:  # on the loop: to the page and to the room's views
+        update = status.update
+        board.publish(room.id, update.committed_text, update.pending_text, update.new_words,
+                      status.received_s)
+        if status.final:  # everything committed: the transcript is complete
+            board.end(room.id)
+        outbox.put_nowait(status)
+
     session = LiveSession(
-        transcriber, lambda status: loop.call_soon_threadsafe(outbox.put_nowait, status),
+        transcriber, lambda status: loop.call_soon_threadsafe(deliver, status),
         max_audio_s=max_seconds)
     extra: dict = {}
     sender = asyncio.create_task(_send_statuses(ws, outbox, extra))
-    await ws.send_json({"type": "ready", "max_seconds": max_seconds})
+    await ws.send_json({"type": "ready", "max_seconds": max_seconds, "session": room.id,
+                        "view": f"captions/{room.id}"})
     opened = time.monotonic()
     stopped = False
     notice = None
@@ -181,6 +197,9 @@ async def _run_session(ws: WebSocket, services: Services, max_seconds: float) ->
         if stopped:
             if notice:
                 extra["notice"] = notice
+            # The final status carries where the transcript can be downloaded.
+            extra["transcript"] = {fmt: f"captions/{room.id}/transcript.{fmt}"
+                                   for fmt in TRANSCRIPT_FORMATS}
             await sender  # ends with the final status (everything decoded and committed)
             await ws.close()
     except WebSocketDisconnect:
@@ -190,6 +209,7 @@ async def _run_session(ws: WebSocket, services: Services, max_seconds: float) ->
             session.cancel()
         if not sender.done():
             sender.cancel()
+        board.end(room.id)  # the views say it ended; the transcript stays for a while
 
 
 def _parse_start(text: str) -> tuple[int, StreamingOptions]:

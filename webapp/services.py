@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from webapp.config import Settings
 from webapp.limits import Limits
 from webapp.pipeline.cache import NullCache, SynthesisCache, open_cache
+from webapp.pipeline.caption_board import CaptionBoard
 from webapp.pipeline.delivery import LiveHub
 from webapp.pipeline.errors import PipelineError
 from webapp.pipeline.synthesis import Synthesizer
@@ -30,6 +31,8 @@ class Services:
     stt: object | None = None
     lexicon: Lexicon | None = None
     live: LiveHub = field(default_factory=LiveHub)
+    # Live-caption sessions that caption views follow (issue 15).
+    captions: CaptionBoard = field(default_factory=CaptionBoard)
     limits: Limits | None = None
     # True once the start-up models are loaded and warmed up (``preload_models``): ``/readyz``.
     ready: bool = False

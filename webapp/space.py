@@ -149,7 +149,7 @@ def _source_files() -> list[Path]:
     out = []
     for path in sorted(PACKAGE.rglob("*")):
         rel = path.relative_to(PACKAGE)
-        if not path.is_file() or path.suffix not in (".py", ".js") or "__pycache__" in rel.parts:
+        if not path.is_file() or path.suffix not in (".py", ".js", ".html") or "__pycache__" in rel.parts:
             continue
         if rel.parts[0] in TOOLING or rel.as_posix() in optional:
             continue
@@ -243,7 +243,7 @@ def unused_files(folder: Path) -> list[str]:
 
     Follows every import (at any depth, including those inside functions) and every string
     that names a ``webapp`` module (``importlib`` tables such as the tabs and engines) from
-    ``app.py``; a ``.js`` file counts as used when a reachable module names it.
+    ``app.py``; a ``.js`` or ``.html`` file counts as used when a reachable module names it.
     """
     files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
@@ -279,5 +279,5 @@ def unused_files(folder: Path) -> list[str]:
                 found = module_file(".".join(parts[:i]))
                 if found and found not in used:
                     todo.append(found)
-    used |= {f for f in files if f.endswith(".js") and Path(f).name in strings}
+    used |= {f for f in files if f.endswith((".js", ".html")) and Path(f).name in strings}
     return sorted(files - used - set(SPACE_FILES))

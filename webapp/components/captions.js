@@ -141,6 +141,7 @@
     if (msg.type === "ready") {
       s.ready = true;
       s.maxSeconds = msg.max_seconds;
+      showShare(msg.view);
       s.queue.forEach((b) => s.ws.send(b));
       s.queue = [];
       if (s.stopAfterReady) sendStop(s);
@@ -153,7 +154,7 @@
     }
     if (msg.type !== "captions") return;
     const now = performance.now();
-    api.log.push({ t: now, committed: msg.committed, pending: msg.pending,
+    api.log.push({ t: now, wall: Date.now(), committed: msg.committed, pending: msg.pending,
                    new_words: msg.new_words, received_s: msg.received_s,
                    backlog_s: msg.backlog_s, final: msg.final });
     st.receivedS = msg.received_s;
@@ -163,6 +164,7 @@
     render(msg.committed, msg.pending);
     if (msg.final) {
       st.final = true;
+      showTranscript(msg.transcript);
       const words = msg.committed ? msg.committed.split(/\s+/).length : 0;
       finish(s, (msg.notice ? msg.notice + " " : "Stopped. ") + fmt(msg.received_s) +
              " of audio captioned (" + words + " words). Press Record to start a new " +
@@ -176,6 +178,34 @@
     } else {
       setState("Recording " + fmt(msg.received_s) + " · listening", "recording");
     }
+  }
+
+  // The caption view of this recording (webapp/caption_view.py), for a room or a stream.
+  function showShare(view) {
+    const box = $("live-share");
+    if (!box || !view) return;
+    const url = new URL(view, document.baseURI).href;
+    api.stats.viewUrl = url;
+    $("live-view-link").href = url;
+    $("live-overlay-link").href = url + "?overlay=1";
+    box.hidden = false;
+  }
+
+  function hideShare() {
+    ["live-share", "live-transcript"].forEach((id) => { const el = $(id); if (el) el.hidden = true; });
+  }
+
+  function showTranscript(paths) {
+    const box = $("live-transcript");
+    if (!box || !paths) return;
+    for (const fmt of ["txt", "srt", "vtt"]) {
+      const a = $("live-transcript-" + fmt);
+      if (a && paths[fmt]) a.href = new URL(paths[fmt], document.baseURI).href;
+    }
+    api.stats.transcript = paths;
+    box.hidden = false;
+    const share = $("live-share");
+    if (share) share.hidden = true;  // the view says the recording ended; nothing to share
   }
 
   function send(s, buffer) {
@@ -196,6 +226,7 @@
                   sentSamples: 0, receivedS: 0, processedS: 0, computeS: 0, committed: "",
                   final: false, ended: false, error: null, stopSentAt: 0 };
     render("", "");
+    hideShare();
     if (!navigator.mediaDevices || !window.AudioWorkletNode) {
       api.stats.error = "insecure";
       setState("This page cannot use the microphone here: open it over https:// or as " +
@@ -282,6 +313,18 @@
     else finish(s, "Stopped.", "done");
   }
 
+  function copyLink() {
+    const url = api.stats && api.stats.viewUrl;
+    const button = $("live-copy-link");
+    if (!url || !button) return;
+    const done = (text) => { button.textContent = text; setTimeout(() => { button.textContent = "copy link"; }, 2000); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(url).then(() => done("copied"), () => done(url));
+    } else {
+      done(url);  // no clipboard on plain http: show the link to copy by hand
+    }
+  }
+
   api.start = start;
   api.stop = stop;
   document.addEventListener("click", (e) => {
@@ -289,5 +332,6 @@
     if (!(t instanceof Element)) return;
     if (t.closest("#live-record")) start();
     else if (t.closest("#live-stop")) stop();
+    else if (t.closest("#live-copy-link")) copyLink();
   });
 })();

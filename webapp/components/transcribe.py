@@ -39,6 +39,19 @@ LIVE_PANEL = """
   </div>
   <div id="live-state" data-kind="info" aria-live="polite">Press Record and allow the
     microphone. Captions appear while you speak.</div>
+  <div id="live-share" hidden>
+    <a id="live-view-link" class="live-link" target="_blank" rel="noopener">Open the caption
+      view</a> · <a id="live-overlay-link" class="live-link" target="_blank"
+      rel="noopener">overlay for streaming</a> ·
+    <button id="live-copy-link" type="button" class="live-link-button">copy link</button>
+    <div class="live-share-hint">Large captions for a projector, a phone or OBS; anyone with
+      the link can follow this recording, read-only.</div>
+  </div>
+  <div id="live-transcript" hidden>Transcript with the times it was spoken:
+    <a id="live-transcript-txt" download>TXT</a> ·
+    <a id="live-transcript-srt" download>SRT</a> ·
+    <a id="live-transcript-vtt" download>VTT</a>
+  </div>
 </div>
 """
 CAPTIONS_BOX = """
@@ -63,7 +76,10 @@ def build_transcribe_tab(services: Services) -> None:
     gr.Markdown(
         "### Live captions\n"
         "Press **Record** and speak: black words are final, grey words may still change. "
-        "Press **Stop** when you are done; each recording starts a fresh transcript."
+        "Press **Stop** when you are done; each recording starts a fresh transcript. "
+        "While it records, **Open the caption view** shows the captions full screen for a "
+        "room (or as an overlay for streaming software); after Stop, the transcript is "
+        "offered as TXT, SRT and VTT."
     )
     with gr.Row():
         with gr.Column(scale=2):

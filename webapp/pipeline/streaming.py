@@ -537,13 +537,26 @@ class LocalAgreementTranscriber(_Captioner):
         offset = self._buffer.offset_s
         segments = list(self.engine.iter_segments(audio, options))
         self._decoded(started, audio.duration_s)
-        words = _glue([Word(w.text, w.start_s + offset, w.end_s + offset, w.probability)
-                       for s in segments for w in s.words])
+        words = _glue([self._onset(Word(w.text, w.start_s + offset, w.end_s + offset,
+                                        w.probability)) for s in segments for w in s.words])
         logger.debug("t=%.1f buffer %.1f-%.1f prompt %r -> %s", self._stream_s, offset,
                      self._buffer.end_s, options.initial_prompt,
                      [(w.text, round(w.start_s, 2), round(w.end_s, 2), round(w.probability, 2))
                       for w in words])
         return words
+
+    def _onset(self, word: Word) -> Word:
+        """The word, starting where the VAD first hears speech inside it. Whisper stretches a
+        word that follows silence back over the silence (the first word of a buffer often
+        starts at the buffer's start: 0.5 s early after a 0.5 s pause, measured), which would
+        put a subtitle on screen before anyone speaks."""
+        first, last = self._window(word.start_s), self._window(word.end_s)
+        for i in range(max(first, 0), min(last, len(self._probs))):
+            if self._probs[i] > self.options.vad_threshold:
+                if i == first:
+                    return word
+                return Word(word.text, i * WINDOW_S, word.end_s, word.probability)
+        return word
 
     def _heard(self, word: Word) -> bool:
         """VAD guard against hallucinated words: some speech within 0.2 s of the word."""

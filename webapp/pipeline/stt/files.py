@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -16,11 +17,14 @@ from webapp.pipeline.errors import InputError
 from webapp.pipeline.stt.base import (
     SAMPLE_RATE_HZ,
     ProgressFn,
+    Segment,
     STTEngine,
     TranscribeOptions,
     Transcript,
     TranscriptionTiming,
+    Word,
     clean_vocabulary,
+    join_words,
     notify_observers,
 )
 from webapp.pipeline.subtitles import to_srt, to_text, to_vtt
@@ -134,3 +138,32 @@ def transcript_dict(transcript: Transcript) -> dict:
             for s in transcript.segments
         ],
     }
+
+
+PAUSE_SPLIT_S = 1.5
+"""A pause at least this long in live speech starts a new subtitle cue (a lecturer's pause
+should not stretch one cue over the silence)."""
+
+
+def live_transcript(words: Sequence[Word], duration_s: float, *, engine: str = "",
+                    model: str = "") -> Transcript:
+    """The committed words of a live-caption session as a ``Transcript`` (times from the start
+    of the recording), so ``render`` writes its TXT/SRT/VTT like a file's: one segment per run
+    of speech between pauses of ``PAUSE_SPLIT_S`` or more."""
+    segments: list[Segment] = []
+    run: list[Word] = []
+    for word in words:
+        if run and word.start_s - run[-1].end_s >= PAUSE_SPLIT_S and word.text[:1].isspace():
+            segments.append(_segment(run))
+            run = []
+        run.append(word)
+    if run:
+        segments.append(_segment(run))
+    text = join_words([w.text for w in words])
+    return Transcript(text=text, segments=tuple(segments), language="en",
+                      duration_s=duration_s, engine=engine, model=model)
+
+
+def _segment(words: list[Word]) -> Segment:
+    return Segment(join_words([w.text for w in words]), words[0].start_s, words[-1].end_s,
+                   tuple(words))
