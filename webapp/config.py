@@ -97,6 +97,11 @@ class Settings:
     max_body_kb: int = 2048
     # Cached audio expires after this long (0 = kept until evicted by size); public default 1 day.
     cache_ttl_s: float = 0.0
+    # Where the synthesis cache lives: unset = the data dir's tts-cache folder, a folder, or
+    # redis://host:port/db (shared by replicas; the local folder is its fallback while Redis is
+    # down, unless CACHE_FALLBACK=0).
+    cache_url: str = ""
+    cache_fallback: bool = True
     # Gradio's MCP server (/gradio_api/mcp/): synthesize, transcribe, evaluate, normalize as tools.
     mcp: bool = True
 
@@ -143,5 +148,7 @@ class Settings:
             max_upload_mb=int(_env("MAX_UPLOAD_MB", str(cls.max_upload_mb))),
             max_body_kb=int(_env("MAX_BODY_KB", str(cls.max_body_kb))),
             cache_ttl_s=float(_env("CACHE_TTL_S", "86400" if public else "0")),
+            cache_url=_env("CACHE_URL", ""),
+            cache_fallback=_env_bool("CACHE_FALLBACK", True),
             mcp=_env_bool("MCP", True),
         )

@@ -217,6 +217,11 @@ class _StateCollector:
                                 value=stats.limit_bytes)
         yield GaugeMetricFamily(f"{PREFIX}_cache_entries", "Audio entries in the cache.",
                                 value=stats.entries)
+        yield CounterMetricFamily(f"{PREFIX}_cache_evictions", "Entries a shared cache (Redis) "
+                                  "dropped for room.", value=stats.evictions)
+        yield CounterMetricFamily(f"{PREFIX}_cache_backend_errors", "Calls to a shared cache "
+                                  "(Redis) that failed or timed out; requests went on without "
+                                  "it.", value=stats.backend_errors)
 
         waiting = GaugeMetricFamily(f"{PREFIX}_queue_waiting", "Jobs waiting for a model slot, "
                                     "by pool.", labels=["pool"])

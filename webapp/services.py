@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from webapp.config import Settings
 from webapp.limits import Limits
-from webapp.pipeline.cache import NullCache, SynthesisCache, open_cache
+from webapp.pipeline.cache import NullCache, SynthesisCache, open_cache_url
 from webapp.pipeline.caption_board import CaptionBoard
 from webapp.pipeline.delivery import LiveHub
 from webapp.pipeline.errors import PipelineError
@@ -86,8 +86,9 @@ def build_services(settings: Settings, *, preload: bool = True, with_stt: bool =
         logger.warning("cannot create the data directory %s (%s)", settings.data_dir, exc)
     cache: SynthesisCache
     if settings.cache_enabled:
-        cache = open_cache(settings.cache_dir, settings.cache_size_mb,
-                           expire_s=settings.cache_ttl_s or None)
+        cache = open_cache_url(settings.cache_url, settings.cache_dir, settings.cache_size_mb,
+                               expire_s=settings.cache_ttl_s or None,
+                               local_fallback=settings.cache_fallback)
     else:
         cache = NullCache()
     tts = TTSRegistry(settings)

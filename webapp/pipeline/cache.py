@@ -2,8 +2,9 @@
 
 ``SynthesisCache`` is what the rest of the app sees. ``DiskSynthesisCache`` (diskcache: SQLite
 index + files, size-limited LRU eviction, safe across threads and processes, survives restarts
-and killed processes) is the embedded default, ``NullCache`` is caching switched off, and a Redis
-implementation can stand beside them for replicas. Open the disk cache with ``open_cache``.
+and killed processes) is the embedded default, ``NullCache`` is caching switched off, and
+``cache_redis.RedisSynthesisCache`` is shared by replicas. ``open_cache_url`` picks one from
+``SPEECH_STUDIO_CACHE_URL``; ``open_cache`` opens the disk cache.
 
 Keys are explicit strings: a SHA-256 of canonical JSON of everything that changes the audio
 (diskcache's tutorial warns that pickled tuple keys serialise inconsistently).
@@ -80,6 +81,8 @@ class CacheStats:
     misses: int  # requests that needed synthesis (possibly reusing cached sentences)
     lookups_hit: int = 0  # every lookup, sentences included
     lookups_missed: int = 0
+    evictions: int = 0  # entries the backend dropped for room (Redis; diskcache does not say)
+    backend_errors: int = 0  # calls to a shared backend that failed (Redis down or slow)
 
     @property
     def hit_rate(self) -> float:
@@ -93,6 +96,15 @@ class SynthesisCache(Protocol):
     def record_request(self, hit: bool) -> None: ...
     def stats(self) -> CacheStats: ...
     def clear(self) -> None: ...
+
+    def hold(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Held while ``key`` is being made: shared caches make other processes wait for it
+        (single flight across replicas); local ones need nothing beyond the in-process lock."""
+        ...
+
+
+def _not_shared(key: str) -> contextlib.AbstractContextManager[None]:
+    return contextlib.nullcontext()
 
 
 class StaleEnvelope(ValueError):
@@ -517,6 +529,8 @@ def open_cache(directory: Path, size_limit_mb: int = 1024, *,
 class NullCache:
     """Caching switched off (SPEECH_STUDIO_CACHE=0, or a directory we cannot use)."""
 
+    hold = staticmethod(_not_shared)
+
     def get(self, key: str) -> CacheEntry | None:
         return None
 
@@ -531,3 +545,21 @@ class NullCache:
 
     def clear(self) -> None:
         return None
+
+
+def open_cache_url(url: str | None, directory: Path, size_limit_mb: int = 1024, *,
+                   expire_s: float | None = None, local_fallback: bool = True) -> SynthesisCache:
+    """The cache ``SPEECH_STUDIO_CACHE_URL`` names: unset (or a folder) -> the disk cache there
+    (``directory`` when unset); ``redis://`` / ``rediss://`` / ``unix://`` -> Redis, with the
+    disk cache in ``directory`` as its fallback while Redis is down (``local_fallback``)."""
+    url = (url or "").strip()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from webapp.pipeline.cache_redis import RedisSynthesisCache
+
+        fallback = (open_cache(directory, size_limit_mb, expire_s=expire_s) if local_fallback
+                    else NullCache())
+        return RedisSynthesisCache(url, ttl_s=expire_s, fallback=fallback)
+    if "://" in url:
+        raise ValueError(f"SPEECH_STUDIO_CACHE_URL must be a folder or a redis:// URL; got "
+                         f"{url.split('://', 1)[0]}://…")
+    return open_cache(Path(url) if url else directory, size_limit_mb, expire_s=expire_s)

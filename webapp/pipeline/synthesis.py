@@ -594,7 +594,9 @@ class Synthesizer:
         key = cache_key(kind="unit", text=text, **voice.common)
         cached = self._cached_unit(key)
         if cached is None:
-            with self._locks.hold(key):
+            # Identical requests wait for the first: in this process, and (with a shared
+            # cache) on other replicas.
+            with self._locks.hold(key), self.cache.hold(key):
                 # Another request may have made it while we waited for the lock.
                 cached = self._cached_unit(key)
                 if cached is None:
