@@ -88,7 +88,7 @@ case "$cmd" in
         exec "$venv/bin/python" -m webapp serve "$@"
         ;;
     test)
-        apt_install espeak-ng ffmpeg chromium chromium-driver fonts-dejavu-core redis-server
+        apt_install espeak-ng ffmpeg chromium chromium-driver fonts-dejavu-core redis-server haproxy
         install_python
         export CHROMIUM_PATH=${CHROMIUM_PATH:-/usr/bin/chromium}
         exec "$venv/bin/python" -m pytest "$@"

@@ -102,6 +102,9 @@ class Settings:
     # down, unless CACHE_FALLBACK=0).
     cache_url: str = ""
     cache_fallback: bool = True
+    # This replica's name behind a load balancer (deploy/cluster.py sets r1, r2...): caption
+    # view links start with it, so the balancer can route a view to its recording's replica.
+    replica_id: str = ""
     # Gradio's MCP server (/gradio_api/mcp/): synthesize, transcribe, evaluate, normalize as tools.
     mcp: bool = True
 
@@ -150,5 +153,6 @@ class Settings:
             cache_ttl_s=float(_env("CACHE_TTL_S", "86400" if public else "0")),
             cache_url=_env("CACHE_URL", ""),
             cache_fallback=_env_bool("CACHE_FALLBACK", True),
+            replica_id=_env("REPLICA_ID", ""),
             mcp=_env_bool("MCP", True),
         )

@@ -102,6 +102,11 @@ class Metrics:
             f"{PREFIX}_synthesis_real_time_factor", "Synthesis: compute time / audio duration "
             "of requests not answered whole from the cache.", ["engine"],
             buckets=RTF_BUCKETS, registry=r)
+        self.sentences = Counter(
+            f"{PREFIX}_synthesis_sentences", "Sentences of finished requests, by engine and "
+            "where their audio came from (the engine, or the cache: also a sentence another "
+            "request or replica made while this one waited for it).", ["engine", "source"],
+            registry=r)
         self.transcription_s = Histogram(
             f"{PREFIX}_transcription_seconds", "Transcription: compute time of a whole file "
             "(mode=file) or of one live-caption decode (mode=live).", ["mode", "engine"],
@@ -131,6 +136,9 @@ class Metrics:
         self.synthesis_s.labels(engine, _cache(result.cache_hit)).observe(result.compute_s)
         if not result.cache_hit:
             self.synthesis_rtf.labels(engine).observe(result.rtf)
+        made = max(0, result.units_total - result.units_cached)
+        self.sentences.labels(engine, "engine").inc(made)
+        self.sentences.labels(engine, "cache").inc(result.units_total - made)
         self._loaded("tts", engine, result.model_id)
 
     def transcribed(self, timing: TranscriptionTiming) -> None:

@@ -6,6 +6,7 @@ Tabs, the CLI and the HTTP routes receive a ``Services`` and never build models 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -102,8 +103,9 @@ def build_services(settings: Settings, *, preload: bool = True, with_stt: bool =
             logger.warning("speech recognition is not available in this build")
         else:
             stt = STTRegistry(settings)
+    replica = re.sub(r"[^A-Za-z0-9_-]", "", settings.replica_id)[:32]
     services = Services(settings=settings, cache=cache, tts=tts, synthesizer=synthesizer,
-                        stt=stt, lexicon=lexicon)
+                        stt=stt, lexicon=lexicon, captions=CaptionBoard(replica=replica))
     if preload:
         preload_models(services)
     return services

@@ -402,6 +402,8 @@ class DiskSynthesisCache:
                 old.close()  # its connections may be immutable ones, blind to writes
             return self._cache
 
+    hold = staticmethod(_not_shared)
+
     # -- reading --------------------------------------------------------------------------------
 
     def get(self, key: str) -> CacheEntry | None:

@@ -79,8 +79,11 @@ class CaptionSession:
 class CaptionBoard:
     def __init__(self, keep_s: float = KEEP_S, max_sessions: int = MAX_SESSIONS,
                  max_viewers: int = MAX_VIEWERS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, replica: str = "") -> None:
+        """``replica`` (``SPEECH_STUDIO_REPLICA_ID``) starts every session id ("r2.…"), so a
+        load balancer can send a caption view to the replica holding its recording."""
         self.keep_s, self.max_sessions, self.max_viewers = keep_s, max_sessions, max_viewers
+        self.replica = replica
         self._clock = clock
         self._sessions: dict[str, CaptionSession] = {}
 
@@ -92,7 +95,9 @@ class CaptionBoard:
                            key=lambda s: s.ended_at or 0.0)
             for old in ended[:len(self._sessions) - self.max_sessions + 1]:
                 del self._sessions[old.id]
-        session = CaptionSession(secrets.token_urlsafe(16), vocabulary=vocabulary,
+        token = secrets.token_urlsafe(16)
+        session = CaptionSession(f"{self.replica}.{token}" if self.replica else token,
+                                 vocabulary=vocabulary,
                                  engine=engine, model=model)
         self._sessions[session.id] = session
         return session
