@@ -96,16 +96,20 @@ def test_the_encoded_file_meets_the_target_and_the_ceiling(speech, level, target
     assert report.target_lufs == target
 
 
-def test_for_mp3_the_pcm_ceiling_alone_is_not_enough(piper):
-    """Why ``normalize`` takes the format: LAME adds up to a decibel to limited speech peaks."""
+def test_for_mp3_the_decoded_file_is_held_under_the_ceiling_not_only_the_pcm(piper):
+    """Why ``normalize`` takes the format: LAME adds up to a decibel to limited speech peaks.
+    Measured over 8 renderings of this lesson (Piper's noise makes each one different): PCM
+    limited to the ceiling decoded from MP3 at -1.63 to -0.50 dBTP, over the ceiling in 7 of
+    8; normalised with ``fmt="mp3"``, the decoded files stayed at -1.51 to -1.72 dBTP."""
     source = _loud(piper)
     pcm, _ = normalize(source, -16.0)
     assert reference_peak_dbtp(load(encode(pcm, "wav"))) <= CEILING_DBTP
     naive = reference_peak_dbtp(load(encode(pcm, "mp3")))
     aware, report = normalize(source, -16.0, fmt="mp3")
     decoded = load(encode(aware, "mp3"))
-    assert naive > CEILING_DBTP + 0.1  # measured: -1.26 dBTP from PCM at -1.72 dBTP
     assert reference_peak_dbtp(decoded) <= CEILING_DBTP
+    if naive > CEILING_DBTP:  # the encoder pushed the PCM's peaks over: the check pulled them in
+        assert reference_peak_dbtp(decoded) < naive
     assert reference_lufs(decoded) == pytest.approx(-16.0, abs=0.5)
 
 
