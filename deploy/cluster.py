@@ -62,6 +62,27 @@ def _wait(url: str, proc: subprocess.Popen, what: str, log: Path, timeout_s: flo
         time.sleep(0.3)
 
 
+def start_redis_server(port: int, log: Path, *extra: str,
+                       timeout_s: float = 10.0) -> subprocess.Popen:
+    """``redis-server`` on loopback ``port``, in memory only; returns once it answers PING."""
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(log.parent), *extra],
+        stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(OSError), \
+                socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                return proc
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise RuntimeError(f"redis-server did not start on port {port}:\n"
+                               f"{log.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
 def haproxy_config(port: int, replicas: list[int]) -> str:
     # A caption view goes to the replica holding its recording (its id starts "rN."), cookie
     # or not: a projector opening the link fresh has none.
@@ -95,20 +116,10 @@ class Cluster:
 
     def start_redis(self) -> None:
         self.redis_port = self.redis_port or free_port()
-        log = (self.folder / "redis.log").open("w")
-        self.redis = subprocess.Popen(
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"],
-            stdout=log, stderr=subprocess.STDOUT)
+        self.redis = start_redis_server(self.redis_port, self.folder / "redis.log",
+                                        "--maxmemory", "512mb", "--maxmemory-policy",
+                                        "allkeys-lru")
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), \
-                    socket.create_connection(("127.0.0.1", self.redis_port), timeout=0.2):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
 
     def stop_redis(self) -> None:
         if self.redis is not None:

@@ -6,10 +6,13 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
+from cluster import start_redis_server  # noqa: E402 - deploy/cluster.py
 
 
 class RedisServer:
@@ -18,7 +21,7 @@ class RedisServer:
         if binary is None:
             pytest.fail("redis-server not found: run the README's test command (it installs "
                         "Debian's redis-server).")
-        self.binary, self.folder = binary, folder
+        self.folder = folder
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -26,22 +29,9 @@ class RedisServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, *extra: str) -> RedisServer:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder), "--enable-debug-command", "yes",
-             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.05)
+        self.proc = start_redis_server(self.port, self.folder / "redis.log",
+                                       "--enable-debug-command", "yes", *extra)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

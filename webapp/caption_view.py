@@ -14,6 +14,7 @@ size, up/down lines, ``t`` theme, ``f`` full screen, ``h`` help.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from pathlib import Path
@@ -40,8 +41,13 @@ def _page(session_id: str, message: str = "") -> tuple[str, str]:
     nonce = secrets.token_urlsafe(16)
     # Inside <script> HTML entities are not decoded: keep "<" out of it as a JSON escape.
     config = json.dumps({"session": session_id, "message": message}).replace("<", "\\u003c")
-    return (PAGE.read_text(encoding="utf-8")
-            .replace("{{NONCE}}", nonce).replace("{{CONFIG}}", config)), nonce
+    return _template().replace("{{NONCE}}", nonce).replace("{{CONFIG}}", config), nonce
+
+
+@functools.cache
+def _template() -> str:
+    """The page, read once (not on every view)."""
+    return PAGE.read_text(encoding="utf-8")
 
 
 def _headers(nonce: str | None = None) -> dict[str, str]:

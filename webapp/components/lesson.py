@@ -184,14 +184,9 @@ def chapters_html(chapters: list[Chapter]) -> str:
         return ""
     items = "".join(
         f'<li><a href="#" data-seek="{c.start_s:.3f}">'
-        f'<span class="chapter-time">{_clock(c.start_s)}</span> {html.escape(c.title)}</a></li>'
+        f'<span class="chapter-time">{readalong.clock(c.start_s)}</span> {html.escape(c.title)}</a></li>'
         for c in chapters)
     return f'<nav aria-label="Chapters"><strong>Chapters</strong><ol class="chapters">{items}</ol></nav>'
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}:{secs:02d}"
 
 
 def _cues(state: dict) -> list[Cue]:
@@ -214,7 +209,7 @@ def run_check(services: Services, state: dict | None, request: gr.Request | None
         report = roundtrip.check(audio, _cues(state), state["spoken"], services.stt.get(),
                                  progress=progress)
     flagged = [s for s in report.sentences if s.flagged]
-    rows = [[s.index + 1, _clock(s.start_s), s.written, s.heard, f"{s.wer:.0%}"] for s in flagged]
+    rows = [[s.index + 1, readalong.clock(s.start_s), s.written, s.heard, f"{s.wer:.0%}"] for s in flagged]
     if flagged:
         summary = (f"⚠️ **{len(flagged)} of {len(report.sentences)} sentences** may have come out "
                    "wrong (listed below). Fix them with the pronunciation lexicon, then synthesize "
@@ -300,7 +295,7 @@ def course_summary(outcomes: list[course_.LessonOutcome]) -> str:
             # The minus sign as the result line above writes it ("−16.0 LUFS").
             loud = (f"{o.loudness_lufs:.1f} LUFS".replace("-", "−")
                     if o.loudness_lufs is not None else "as made")
-            lines.append(f"| {o.lesson.number} | {title} | {_clock(o.duration_s)} | "
+            lines.append(f"| {o.lesson.number} | {title} | {readalong.clock(o.duration_s)} | "
                          f"{o.chapters} | {loud} |")
         else:
             error = html.escape(o.error).replace("|", "\\|")

@@ -231,7 +231,8 @@ def _esc(text: str) -> str:
     return html.escape(" ".join(_NOT_HTML.sub("", text).split()), quote=True)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
+    """A time for people: "4:05", or "1:02:05" past the hour."""
     total = max(0, int(seconds))
     hours, rem = divmod(total, 3600)
     minutes, secs = divmod(rem, 60)
@@ -310,7 +311,7 @@ def _chapter_nav(chapters: list[Chapter]) -> str:
         return ""
     items = "".join(
         f'<li><a href="#chapter-{k}" data-start="{_t(ch.start_s)}">{_esc(ch.title)}</a> '
-        f'<span class="time">{_clock(ch.start_s)}</span></li>'
+        f'<span class="time">{clock(ch.start_s)}</span></li>'
         for k, ch in enumerate(chapters, start=1))
     return (f'<nav class="chapters" aria-labelledby="chapters-h"><h2 id="chapters-h">Chapters'
             f"</h2><ol>{items}</ol></nav>")
