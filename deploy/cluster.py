@@ -99,8 +99,15 @@ class Cluster:
     """Redis + N replicas + HAProxy on loopback; ``start()`` returns once all are ready."""
 
     def __init__(self, replicas: int = 2, port: int | None = None, *, folder: Path | None = None,
-                 redis_url: str | None = None, env: dict[str, str] | None = None) -> None:
-        for binary in ("haproxy",) + (() if redis_url else ("redis-server",)):
+                 redis_url: str | None = None, env: dict[str, str] | None = None,
+                 cache: str = "redis") -> None:
+        """``cache``: "redis" (shared: ``redis_url``, or a redis-server started here) or
+        "disk" (each replica its own diskcache, no Redis: the one-machine default)."""
+        if cache not in ("redis", "disk"):
+            raise ValueError(f"cache must be 'redis' or 'disk', not {cache!r}")
+        self.cache = cache
+        needs_redis = cache == "redis" and not redis_url
+        for binary in ("haproxy",) + (("redis-server",) if needs_redis else ()):
             if shutil.which(binary) is None:
                 raise RuntimeError(f"{binary} not found: install Debian's package "
                                    f"(apt-get install {binary}).")
@@ -129,7 +136,7 @@ class Cluster:
 
     def start(self, timeout_s: float = 300.0) -> Cluster:
         self.folder.mkdir(parents=True, exist_ok=True)
-        if self.redis_url is None:
+        if self.cache == "redis" and self.redis_url is None:
             self.start_redis()
         starting = []
         for i, port in enumerate(self.replica_ports, start=1):
@@ -137,7 +144,8 @@ class Cluster:
             data.mkdir(exist_ok=True)
             log = data / "server.log"
             env = {**os.environ, "SPEECH_STUDIO_DATA_DIR": str(data),
-                   "SPEECH_STUDIO_CACHE_URL": self.redis_url, "SPEECH_STUDIO_TRUST_PROXY": "1",
+                   "SPEECH_STUDIO_CACHE_URL": self.redis_url or "",
+                   "SPEECH_STUDIO_TRUST_PROXY": "1",
                    "SPEECH_STUDIO_REPLICA_ID": f"r{i}",
                    "SPEECH_STUDIO_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
                    "GRADIO_ANALYTICS_ENABLED": "False", **self.env}

@@ -69,7 +69,7 @@ install_python() {
     [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
     "$venv/bin/python" -m pip install -q --upgrade pip
     "$venv/bin/pip" install -q "${TORCH_PINS[@]}"
-    "$venv/bin/pip" install -q -e ".[test]" "${TORCH_PINS[@]}"
+    "$venv/bin/pip" install -q -e ".[test,cluster]" "${TORCH_PINS[@]}"
     echo "$want" > "$stamp"
 }
 

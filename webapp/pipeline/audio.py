@@ -196,12 +196,14 @@ def load(
     *,
     target_hz: int | None = None,
     max_seconds: float | None = None,
+    name: str | None = None,
 ) -> Audio:
     """Decode a file (path or bytes) of any common format to mono float32, optionally resampled.
 
-    Raises ``AudioError`` with a readable message for empty, truncated, non-audio or too-long input.
+    Raises ``AudioError`` with a readable message for empty, truncated, non-audio or too-long
+    input, naming the file as ``name`` (default: the path's file name, or "the upload").
     """
-    name = "the upload" if isinstance(source, bytes) else Path(source).name
+    name = name or ("the upload" if isinstance(source, bytes) else Path(source).name)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
@@ -209,7 +211,7 @@ def load(
         if path.stat().st_size == 0:
             raise AudioError(f"{name} is empty (0 bytes): record or upload a real audio file.")
     elif not source:
-        raise AudioError("The audio upload is empty (0 bytes).")
+        raise AudioError(f"{name[:1].upper()}{name[1:]} is empty (0 bytes).")
 
     _check_header(source, name, max_seconds)
 

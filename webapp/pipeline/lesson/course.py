@@ -23,13 +23,13 @@ import html
 import io
 import json
 import re
-import time
 import unicodedata
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from webapp.pipeline import batch
 from webapp.pipeline.errors import InputError, PipelineError
 from webapp.pipeline.lesson import readalong
 from webapp.pipeline.lesson.tags import Tags, tag_file
@@ -160,46 +160,60 @@ def lesson_files(lesson: Lesson, result: SynthesisResult, options: CourseOptions
     }
 
 
+def make_lesson(lesson: Lesson, options: CourseOptions,
+                synthesize: Callable[[SynthesisRequest], SynthesisResult]) -> LessonOutcome:
+    """Make one lesson; a lesson that cannot be made is an outcome with its error."""
+    key = options.key(lesson)
+    try:
+        result = synthesize(options.request(lesson))
+        files = lesson_files(lesson, result, options)
+    except PipelineError as exc:
+        return failed(lesson, str(exc), key)
+    loud = result.loudness.output_lufs if result.loudness is not None else None
+    return LessonOutcome(
+        lesson, files=files, duration_s=result.audio_s, chapters=len(result.chapters),
+        loudness_lufs=None if loud is None else round(loud, 2), key=key)
+
+
+def failed(lesson: Lesson, error: str, key: str = "") -> LessonOutcome:
+    return LessonOutcome(lesson, error=error, key=key)
+
+
+def already_made(lesson: Lesson, options: CourseOptions,
+                 done: dict[str, dict] | None) -> LessonOutcome | None:
+    """The outcome of a lesson an earlier run made with the same inputs (``done`` maps stems
+    to earlier ``summary()``s), or None when it must be made."""
+    key = options.key(lesson)
+    earlier = (done or {}).get(lesson.stem)
+    if not (earlier and earlier.get("ok") and earlier.get("key") == key):
+        return None
+    return LessonOutcome(
+        lesson, duration_s=earlier.get("duration_s", 0.0), chapters=earlier.get("chapters", 0),
+        loudness_lufs=earlier.get("loudness_lufs"), key=key, skipped=True,
+        files=dict.fromkeys(earlier.get("files", []), b""))
+
+
 def make_course(lessons: Sequence[Lesson], options: CourseOptions,
                 synthesize: Callable[[SynthesisRequest], SynthesisResult], *,
                 progress: Callable[[int, int, Lesson], None] | None = None,
                 done: dict[str, dict] | None = None) -> list[LessonOutcome]:
-    """Make every lesson; a failing lesson is recorded and the others go on. ``done`` maps
-    stems to earlier ``summary()``s: a lesson with the same key is skipped (its files are
-    already where the caller keeps them)."""
+    """Make every lesson in turn; a failing lesson is recorded and the others go on. Lessons
+    in ``done`` (see ``already_made``) are skipped; their files are already where the caller
+    keeps them."""
     outcomes = []
     for position, lesson in enumerate(lessons):
         if progress is not None:
             progress(position, len(lessons), lesson)
-        key = options.key(lesson)
-        earlier = (done or {}).get(lesson.stem)
-        if earlier and earlier.get("ok") and earlier.get("key") == key:
-            outcomes.append(LessonOutcome(
-                lesson, duration_s=earlier.get("duration_s", 0.0),
-                chapters=earlier.get("chapters", 0), loudness_lufs=earlier.get("loudness_lufs"),
-                key=key, skipped=True, files=dict.fromkeys(earlier.get("files", []), b"")))
-            continue
-        try:
-            result = synthesize(options.request(lesson))
-            files = lesson_files(lesson, result, options)
-        except PipelineError as exc:
-            outcomes.append(LessonOutcome(lesson, error=str(exc), key=key))
-            continue
-        loud = result.loudness.output_lufs if result.loudness is not None else None
-        outcomes.append(LessonOutcome(
-            lesson, files=files, duration_s=result.audio_s, chapters=len(result.chapters),
-            loudness_lufs=None if loud is None else round(loud, 2), key=key))
+        outcomes.append(already_made(lesson, options, done)
+                        or make_lesson(lesson, options, synthesize))
     if progress is not None:
         progress(len(lessons), len(lessons), lessons[-1])
     return outcomes
 
 
 def index_json(outcomes: Sequence[LessonOutcome], options: CourseOptions) -> str:
-    return json.dumps({
-        "course": options.course, "teacher": options.teacher, "made": time.strftime("%Y-%m-%d"),
-        "format": options.fmt, "loudness_target_lufs": options.loudness_lufs,
-        "lessons": [o.summary() for o in outcomes],
-    }, indent=2, ensure_ascii=False) + "\n"
+    return batch.index(outcomes, "lessons", course=options.course, teacher=options.teacher,
+                       format=options.fmt, loudness_target_lufs=options.loudness_lufs)
 
 
 def index_html(outcomes: Sequence[LessonOutcome], options: CourseOptions) -> str:
@@ -251,31 +265,11 @@ def course_zip(outcomes: Sequence[LessonOutcome], options: CourseOptions) -> byt
 
 def write_folder(outcomes: Sequence[LessonOutcome], options: CourseOptions, out: Path) -> None:
     """Write the lessons' files (skipped lessons' files are already there) and the index."""
-    out.mkdir(parents=True, exist_ok=True)
-    for o in outcomes:
-        if o.skipped:
-            continue
-        for name, content in o.files.items():
-            target = out / name
-            tmp = target.with_name(f".{name}.part")
-            if isinstance(content, str):
-                tmp.write_text(content, encoding="utf-8")
-            else:
-                tmp.write_bytes(content)
-            tmp.replace(target)
-    (out / "index.html").write_text(index_html(outcomes, options), encoding="utf-8")
-    (out / "index.json").write_text(index_json(outcomes, options), encoding="utf-8")
+    batch.write_files(outcomes, out)
+    batch.write_atomic(out / "index.html", index_html(outcomes, options))
+    batch.write_atomic(out / "index.json", index_json(outcomes, options))
 
 
 def finished(out: Path) -> dict[str, dict]:
     """Stem -> summary of the lessons an earlier run made in ``out`` whose files all exist."""
-    try:
-        index = json.loads((out / "index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    made = {}
-    for entry in index.get("lessons", []):
-        if isinstance(entry, dict) and entry.get("ok") and all(
-                (out / str(name)).is_file() for name in entry.get("files", [])):
-            made[str(entry.get("stem"))] = entry
-    return made
+    return batch.finished(out, "lessons")

@@ -52,10 +52,12 @@ class FileTranscriptionResult:
         return self.compute_s / d if d else 0.0
 
 
-def load_for_transcription(source: str | Path | bytes, max_seconds: float) -> Audio:
+def load_for_transcription(source: str | Path | bytes, max_seconds: float, *,
+                           name: str | None = None) -> Audio:
     """Decode any supported file to 16 kHz mono, refusing files over ``max_seconds`` before
-    decoding them when the container says how long they are (so 3 hours never hit memory)."""
-    return load(source, target_hz=SAMPLE_RATE_HZ, max_seconds=max_seconds)
+    decoding them when the container says how long they are (so 3 hours never hit memory).
+    ``name`` is what error messages call the file."""
+    return load(source, target_hz=SAMPLE_RATE_HZ, max_seconds=max_seconds, name=name)
 
 
 def input_warnings(audio: Audio, original_rate_hz: int | None = None) -> list[str]:
