@@ -44,8 +44,10 @@ OPTIONAL_ENGINES: dict[str, tuple[str, ...]] = {
 # Default dependencies the app never imports: silero-vad (the VAD runs the Silero model bundled
 # in faster-whisper with onnxruntime, webapp/pipeline/vad.py) needs PyTorch.
 UNUSED_DEPENDENCIES = ("silero-vad",)
-# Source the Space does not run: the command line and the Space tooling itself.
-TOOLING = ("__main__.py", "commands", "space.py", "space_check.py")
+# Source the Space does not run: the command line (with its batch workers and Ray runner) and
+# the Space tooling itself. Top-level names, or paths inside the package.
+TOOLING = ("__main__.py", "commands", "space.py", "space_check.py", "workers.py",
+           "ray_batch.py", "pipeline/stt/recordings.py")
 # Packages that must never reach the Space (several GB; nothing on its path uses them).
 FORBIDDEN = ("torch", "torchaudio", "torchcodec", "coqui-tts", "openai-whisper", "triton")
 
@@ -151,7 +153,7 @@ def _source_files() -> list[Path]:
         rel = path.relative_to(PACKAGE)
         if not path.is_file() or path.suffix not in (".py", ".js", ".html") or "__pycache__" in rel.parts:
             continue
-        if rel.parts[0] in TOOLING or rel.as_posix() in optional:
+        if rel.parts[0] in TOOLING or rel.as_posix() in TOOLING or rel.as_posix() in optional:
             continue
         out.append(rel)
     return out
