@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from course import write_lessons  # noqa: E402
-from machine import ROOT, git_commit, machine, save_json  # noqa: E402
+from machine import ROOT, git_commit, machine, report_footer  # noqa: E402
 
 SPEECH = ROOT / "tests" / "data" / "speech"
 
@@ -107,10 +107,7 @@ def main() -> int:
         print(f"{name:24} {r['items']:5d} {r['audio_s']:8.1f} {r['wall_s']:7.1f} "
               f"{r['first_item_s']:8.1f} {r['audio_s_per_wall_s']:15.2f} "
               f"{r['steady_audio_s_per_wall_s'] or 0:7.2f}")
-    print(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
-          f"load {report['machine']['load_avg'][0]:.2f}")
-    print(json.dumps(report))
-    save_json(report, args.json_out)
+    report_footer(report, args.json_out)
     return 0
 
 

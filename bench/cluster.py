@@ -35,7 +35,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from machine import ROOT, git_commit, machine, save_json  # noqa: E402
+from machine import ROOT, git_commit, machine, report_footer  # noqa: E402
 
 from deploy.cluster import Cluster  # noqa: E402
 
@@ -166,9 +166,7 @@ def main() -> int:
             print(f"{r['replicas']:8d} {r['synthesis_hit_rate']:9.2f} {r['synthesis_p95_s']:12.2f} "
                   f"{r['transcription_p95_s']:14.2f} {r['live_p95_s']:11.2f} "
                   f"{r['health_p95_ms']:14.1f} {r['errors']:7d}")
-    print(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores")
-    print(json.dumps(report))
-    save_json(report, args.json_out)
+    report_footer(report, args.json_out)
     return 0
 
 

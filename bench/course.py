@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import ROOT, git_commit, machine, save_json  # noqa: E402
+from machine import ROOT, git_commit, machine, report_footer  # noqa: E402
 
 TOPICS = [
     ("Plants and light", "Photosynthesis turns 6 CO2 and 6 H2O into glucose and oxygen.",
@@ -122,10 +122,7 @@ def main() -> int:
         print(f"{name:8} {r['wall_s']:8.1f} {r['audio_s'] / 60:10.1f} "
               f"{r['audio_s_per_wall_s']:15.1f} {r['skipped']:8d} {r['files']:6d}  "
               f"{r['loudness_lufs']}")
-    print(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, "
-          f"load {report['machine']['load_avg'][0]:.2f}")
-    print(json.dumps(report))
-    save_json(report, args.json_out)
+    report_footer(report, args.json_out)
     return 0
 
 

@@ -36,6 +36,17 @@ def machine() -> dict:
             "load_avg": os.getloadavg()}
 
 
+def report_footer(report: dict, path: Path | None) -> None:
+    """A benchmark's closing lines: the machine it ran on, the JSON report on stdout, and the
+    report saved to ``path`` (``--json-out``) when one was given."""
+    import json
+
+    m = report["machine"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores, load {m['load_avg'][0]:.2f}")
+    print(json.dumps(report))
+    save_json(report, path)
+
+
 def save_json(report: dict, path: Path | None) -> None:
     """Write a benchmark's JSON report to ``path`` (``--json-out``), when one was given."""
     if path is None:

@@ -148,19 +148,30 @@ class WorkPool:
     # -- for worker threads (the page's handlers) --------------------------------------------
     @contextmanager
     def hold(self, client: str):
+        with self._entered(client):
+            event = threading.Event()
+            if not self._try_take(_Waiter(event.set), bounded=False):
+                event.wait()
+            with self._running():
+                yield
+
+    @contextmanager
+    def _entered(self, client: str):
+        """``client`` counted among those waiting or running, for the per-client limit."""
         self.clients.enter(client)
         try:
-            event = threading.Event()
-            waiter = _Waiter(event.set)
-            if not self._try_take(waiter, bounded=False):
-                event.wait()
-            start = time.monotonic()
-            try:
-                yield
-            finally:
-                self._release(time.monotonic() - start)
+            yield
         finally:
             self.clients.leave(client)
+
+    @contextmanager
+    def _running(self):
+        """A slot held; released, with how long it was held, on the way out."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self._release(time.monotonic() - start)
 
     # -- for the event loop (HTTP routes) ----------------------------------------------------
     @asynccontextmanager
@@ -168,8 +179,7 @@ class WorkPool:
                          disconnected: Callable[[], Awaitable[bool]] | None = None):
         """Wait without a thread; leave the line when ``disconnected()`` says the client left
         (checked every half second) or when cancelled."""
-        self.clients.enter(client)
-        try:
+        with self._entered(client):
             loop = asyncio.get_running_loop()
             future: asyncio.Future = loop.create_future()
 
@@ -189,13 +199,8 @@ class WorkPool:
                 except BaseException:
                     self._leave_line(waiter)
                     raise
-            start = time.monotonic()
-            try:
+            with self._running():
                 yield
-            finally:
-                self._release(time.monotonic() - start)
-        finally:
-            self.clients.leave(client)
 
 
 class ClientGone(Exception):

@@ -32,13 +32,21 @@ INSTALL_HINT = ("Ray is not installed: pip install 'speech-studio[cluster]' (or 
 
 
 class _Host:
-    """A Ray actor holding one worker."""
+    """A Ray actor holding one worker. A worker that cannot start with one of our errors (a
+    model that is not installed) leaves its message for ``ready`` to return, because Ray
+    keeps only the text of an exception raised while an actor is created."""
 
     def __init__(self, worker_cls: type, args: tuple, kwargs: dict) -> None:
-        self.worker = worker_cls(*args, **kwargs)
+        self.worker = None
+        self.problem: str | None = None
+        try:
+            self.worker = worker_cls(*args, **kwargs)
+        except PipelineError as exc:
+            self.problem = str(exc)
 
-    def ready(self) -> int:
-        return os.getpid()
+    def ready(self) -> str | None:
+        """None once the worker has started, else why it could not."""
+        return self.problem
 
     def run(self, item: Any) -> Any:
         return self.worker(item)
@@ -95,21 +103,22 @@ def run(worker_cls: type, args: tuple, items: Sequence[Any],
         workers = min(workers, len(items))
         host = ray.remote(num_cpus=1, max_restarts=0)(_Host)
 
-        def new_actor():
-            actor = host.remote(worker_cls, args, kwargs or {})
+        def check(actor):
+            """``actor`` once its worker has started; stops the batch if it cannot."""
             try:
-                ray.get(actor.ready.remote())
-            except RayActorError as exc:
-                raise _startup_error(exc) from None
+                problem = ray.get(actor.ready.remote())
+            except RayActorError as exc:  # died while starting, with an error not ours
+                logger.error("ray batch: a worker could not start: %s", exc)
+                problem = "a worker process stopped while starting; see the log"
+            if problem is not None:
+                raise ModelUnavailableError(f"The batch workers could not start: {problem}")
             return actor
 
+        def new_actor():
+            return host.remote(worker_cls, args, kwargs or {})
+
         # Start the actors together (each loads its model), then check each one.
-        actors = [host.remote(worker_cls, args, kwargs or {}) for _ in range(workers)]
-        for actor in actors:
-            try:
-                ray.get(actor.ready.remote())
-            except RayActorError as exc:
-                raise _startup_error(exc) from None
+        actors = [check(actor) for actor in [new_actor() for _ in range(workers)]]
         logger.info("ray batch: %d items on %d actors", len(items), len(actors))
 
         outcomes: list[Any] = [None] * len(items)
@@ -138,7 +147,7 @@ def run(worker_cls: type, args: tuple, items: Sequence[Any],
                 logger.error("ray batch: the actor working on item %d died: %s", index, exc)
                 outcome = fail(items[index], "the worker stopped while making it (crashed or "
                                "out of memory); run the batch again to retry it")
-                actor = new_actor()
+                actor = check(new_actor())
             outcomes[index] = outcome
             finished += 1
             if on_done is not None:
@@ -149,13 +158,3 @@ def run(worker_cls: type, args: tuple, items: Sequence[Any],
         if started:
             ray.shutdown()
 
-
-def _startup_error(exc: BaseException) -> PipelineError:
-    """The message of a worker that could not start (its own, when it raised one of ours)."""
-    cause = getattr(exc, "cause", None) or getattr(exc, "__cause__", None)
-    text = str(cause or exc)
-    for line in reversed(text.splitlines()):
-        if "Error:" in line:
-            text = line.split("Error:", 1)[1].strip()
-            break
-    return ModelUnavailableError(f"The batch workers could not start: {text}")

