@@ -6,7 +6,10 @@ engine loads it through exactly the code path an operator's real checkpoint take
 weights produce noise: tests assert sample rates, types and lengths, never what it sounds like.
 
 Hidden sizes are tiny (a few hundred kB of weights) so loading and synthesis take milliseconds
-on the 2-core test machine. docs/stack-notes.md: in coqui-tts 0.28 ``VitsAudioConfig`` is gone (the audio
+on the 2-core test machine. ``build_tiny_xtts`` makes an in-memory XTTS the same way (a GPT of
+one layer; the HiFi-GAN decoder and its speaker encoder keep their fixed sizes, about 23 M
+random parameters, built in a quarter of a second): enough to run XTTS's conditioning code,
+not to speak (it has no tokenizer). docs/stack-notes.md: in coqui-tts 0.28 ``VitsAudioConfig`` is gone (the audio
 section is a ``BaseAudioConfig``) and ``Vits(config)`` replaces ``Vits.init_from_config``.
 """
 
@@ -102,3 +105,25 @@ def build_tiny_vits(
     torch.save({"model": model.state_dict()}, folder / "model.pth")
     config.save_json(str(folder / "config.json"))
     return folder
+
+
+def build_tiny_xtts(*, seed: int = 0, **config: object):
+    """An in-memory, randomly initialised ``(Xtts, XttsConfig)``; ``config`` overrides fields of
+    the ``XttsConfig`` (``max_ref_len=3``...)."""
+    import torch
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.models.xtts import Xtts, XttsArgs
+
+    torch.manual_seed(seed)
+    args = XttsArgs(
+        gpt_layers=1, gpt_n_model_channels=32, gpt_n_heads=2, gpt_number_text_tokens=40,
+        gpt_start_text_token=1, gpt_stop_text_token=2, gpt_max_text_tokens=40,
+        gpt_max_audio_tokens=20, gpt_max_prompt_tokens=20, gpt_use_perceiver_resampler=True,
+        decoder_input_dim=32,
+    )
+    xtts_config = XttsConfig(model_args=args)
+    for name, value in config.items():
+        setattr(xtts_config, name, value)
+    model = Xtts(xtts_config)
+    model.eval()
+    return model, xtts_config

@@ -238,7 +238,7 @@ def test_all_three_tabs_run_without_torch(tmp_path):
 
 # -- the local Spaces check ------------------------------------------------------------------------
 def _du_mb(path: Path) -> float:
-    out = subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(["du", "-sk", str(path.resolve())], capture_output=True, text=True, check=True)
     return int(out.stdout.split()[0]) / 1024
 
 

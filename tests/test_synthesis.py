@@ -10,6 +10,7 @@ import pytest
 
 from webapp.config import Settings
 from webapp.pipeline import synthesis as synthesis_module
+from webapp.pipeline.audio import Audio
 from webapp.pipeline.cache import DiskSynthesisCache
 from webapp.pipeline.errors import InputError, UnknownChoiceError
 from webapp.pipeline.synthesis import SynthesisChunk, SynthesisRequest, SynthesisResult, Synthesizer
@@ -102,6 +103,58 @@ class _RegistryWith:
 
     def __getattr__(self, item):
         return getattr(self._registry, item)
+
+
+def _voice_sample(seconds: float = 5.0, rate: int = 16_000) -> Audio:
+    t = np.arange(int(seconds * rate)) / rate
+    return Audio((0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), rate)
+
+
+class OptionsEngine(CountingEngine):
+    """A CountingEngine that also keeps the options of each call."""
+
+    def __init__(self, engine):
+        super().__init__(engine)
+        self.options = []
+
+    def synthesize(self, text, options):
+        self.options.append(options)
+        yield from super().synthesize(text, options)
+
+
+class CloningPiper(OptionsEngine):
+    """Piper dressed as an engine that clones (CloningEngine), to see the clip kept."""
+
+    def supports_cloning(self, voice):
+        return True
+
+
+def test_a_voice_sample_for_a_voice_that_cannot_clone_is_ignored(synth, registry):
+    # Issue 14: the clip used to enter the cache key of every voice, so a sample left in the
+    # form re-synthesised (and re-cached) Piper's audio although Piper never reads it.
+    counting = OptionsEngine(registry.get("piper"))
+    synth.registry = _RegistryWith(registry, counting)
+    plain = synth.run(SynthesisRequest(text=PARAGRAPH))
+    with_sample = synth.run(SynthesisRequest(text=PARAGRAPH, reference=_voice_sample()))
+    assert with_sample.cache_hit and with_sample.request_key == plain.request_key
+    assert any("voice sample was ignored" in w for w in with_sample.warnings)
+    assert not any("voice sample" in w for w in plain.warnings)
+    spoken = len(counting.calls)
+    # Sentence by sentence too: a new request reuses the sentences made without the clip.
+    again = synth.run(SynthesisRequest(text=PARAGRAPH + " Light is energy.", reference=_voice_sample()))
+    assert not again.cache_hit and counting.calls[spoken:] == ["Light is energy."]
+    assert all(o.reference is None for o in counting.options)
+
+
+def test_a_voice_that_clones_keeps_the_sample_in_its_key(synth, registry):
+    cloning = CloningPiper(registry.get("piper"))
+    synth.registry = _RegistryWith(registry, cloning)
+    plain = synth.run(SynthesisRequest(text=PARAGRAPH))
+    sample = _voice_sample()
+    with_sample = synth.run(SynthesisRequest(text=PARAGRAPH, reference=sample))
+    assert not with_sample.cache_hit and with_sample.request_key != plain.request_key
+    assert not with_sample.warnings
+    assert cloning.options[-1].reference is sample
 
 
 @pytest.mark.parametrize("change", [

@@ -3,6 +3,11 @@ classes (tests/coqui_tiny.py) and loaded through the engine's real operator path
 (``SPEECH_STUDIO_COQUI_MODEL_DIRS``). Random weights make noise, so the tests assert rates,
 types and lengths. The tiny models predict a constant duration per token, so lengths are
 deterministic and speed changes show exactly.
+
+The parts of coqui-tts the engine and its catalogue use without a public API (VITS's
+``length_scale``, XTTS conditioning from memory, the catalogue file, Coqui's download folder and
+checkpoint rule) are each checked here against the installed coqui-tts, which pyproject.toml pins
+to the tested range (issue 14).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from coqui_tiny import TINY_SAMPLE_RATE_HZ, build_tiny_vits  # noqa: E402
+from coqui_tiny import TINY_SAMPLE_RATE_HZ, build_tiny_vits, build_tiny_xtts  # noqa: E402
 
 from webapp.config import Settings  # noqa: E402
 from webapp.pipeline.audio import Audio  # noqa: E402
@@ -28,8 +34,20 @@ from webapp.pipeline.errors import (  # noqa: E402
     ModelUnavailableError,
     UnknownChoiceError,
 )
-from webapp.pipeline.tts.base import SynthesisOptions, TTSEngine  # noqa: E402
-from webapp.pipeline.tts.coqui import XTTS_V2, CoquiEngine, split_voice, validate_reference  # noqa: E402
+from webapp.pipeline.tts.base import CloningEngine, SynthesisOptions, TTSEngine  # noqa: E402
+from webapp.pipeline.tts.coqui import (  # noqa: E402
+    XTTS_REFERENCE_HZ,
+    XTTS_V2,
+    CoquiEngine,
+    split_voice,
+    validate_reference,
+    xtts_conditioning,
+)
+from webapp.pipeline.tts.coqui_catalogue import (  # noqa: E402
+    CoquiCatalogue,
+    coqui_user_dir,
+    find_checkpoint,
+)
 
 SHORT = "Hello."
 LONG = "Hello there, this sentence has quite a few more words in it."
@@ -88,7 +106,10 @@ def test_online_voice_list_offers_curated_models(model_root, tmp_path):
     online = CoquiEngine(Settings(coqui_model_dirs=(model_root,), data_dir=tmp_path, offline=False))
     voices = {v.id: v for v in online.voices()}
     assert "tts_models/en/ljspeech/vits" in voices
-    assert voices[XTTS_V2].supports_cloning
+    # XTTS clones, and says its cloning is experimental until it has run on real weights.
+    assert voices[XTTS_V2].supports_cloning and voices[XTTS_V2].cloning_experimental
+    vits = voices["tts_models/en/ljspeech/vits"]
+    assert not vits.supports_cloning and not vits.cloning_experimental
     assert "downloads on first use" in voices["tts_models/en/ljspeech/vits"].description
 
 
@@ -262,3 +283,146 @@ def test_through_the_synthesis_service_with_cache(model_root, tmp_path):
     assert len(first.cues) == 2 and first.model_id.startswith("coqui/local/tiny@")
     second = service.run(request)
     assert second.cache_hit and len(second.audio.samples) == len(first.audio.samples)
+    # A voice sample for a model that cannot clone is ignored: same key, same audio (issue 14).
+    with_sample = service.run(replace(request, reference=_speech_like(5.0)))
+    assert with_sample.cache_hit and with_sample.request_key == first.request_key
+    assert any("voice sample was ignored" in w for w in with_sample.warnings)
+
+
+
+def test_which_voices_clone(engine):
+    assert isinstance(engine, CloningEngine)
+    assert engine.supports_cloning(XTTS_V2) and engine.supports_cloning(f"{XTTS_V2}|Ana Florence")
+    assert not engine.supports_cloning("local/tiny")  # loaded
+    assert not engine.supports_cloning("local/duo|bob")
+    assert not engine.supports_cloning("tts_models/en/ljspeech/vits")  # not loaded, not on disk
+
+
+def test_local_xtts_folder_is_known_to_clone_before_loading(tmp_path):
+    folder = tmp_path / "models" / "myxtts"
+    folder.mkdir(parents=True)
+    (folder / "model.pth").write_bytes(b"")
+    (folder / "config.json").write_text('{"model": "xtts", "audio": {"output_sample_rate": 24000}}')
+    eng = CoquiEngine(Settings(coqui_model_dirs=(tmp_path / "models",), data_dir=tmp_path))
+    assert eng.supports_cloning("local/myxtts")
+    info = next(v for v in eng.voices() if v.id == "local/myxtts")
+    assert info.supports_cloning and info.cloning_experimental and info.sample_rate_hz == 24_000
+
+
+# -- coqui-tts without a public API: each use checked against the installed version ----------
+def test_installed_coqui_tts_is_in_the_pinned_range():
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text("utf-8"))["project"]
+    pins = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["coqui"]
+            if Requirement(r).name == "coqui-tts"]
+    assert len(pins) == 2 and pins[0].specifier == pins[1].specifier
+    # An upper bound: a newer coqui-tts is installed only once these tests have passed on it.
+    assert any(s.operator in ("<", "<=", "==", "~=") for s in pins[0].specifier)
+    assert version("coqui-tts") in pins[0].specifier
+
+
+@pytest.mark.parametrize("sound_norm_refs", [False, True])
+def test_xtts_conditioning_from_memory_matches_coqui_from_a_file(tmp_path, sound_norm_refs):
+    import soundfile as sf
+    import torch
+
+    model, config = build_tiny_xtts(max_ref_len=3, sound_norm_refs=sound_norm_refs)
+    clip = _speech_like(4.0, XTTS_REFERENCE_HZ)  # longer than max_ref_len: both cut it
+    sf.write(tmp_path / "ref.wav", clip.samples, XTTS_REFERENCE_HZ, subtype="FLOAT")
+    # What Xtts.synthesize does with a file (voice_settings from the config).
+    theirs = model.get_conditioning_latents(
+        audio_path=str(tmp_path / "ref.wav"), max_ref_length=config.max_ref_len,
+        gpt_cond_len=config.gpt_cond_len, gpt_cond_chunk_len=config.gpt_cond_chunk_len,
+        sound_norm_refs=config.sound_norm_refs)
+    ours = xtts_conditioning(model, config, clip)
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_xtts_inference_takes_the_settings_the_engine_passes():
+    import inspect
+
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.models.xtts import Xtts
+
+    config = XttsConfig()
+    inspect.signature(Xtts.inference).bind(
+        None, "Hello.", "en", None, None, temperature=config.temperature,
+        length_penalty=config.length_penalty, repetition_penalty=config.repetition_penalty,
+        top_k=config.top_k, top_p=config.top_p, speed=1.0, enable_text_splitting=True)
+    for name in ("max_ref_len", "sound_norm_refs", "gpt_cond_len", "gpt_cond_chunk_len", "languages"):
+        assert hasattr(config, name)
+
+
+def test_vits_reads_its_speed_from_length_scale(engine):
+    # _length_scale changes this attribute for one call; the speed tests above hear the effect.
+    import inspect
+
+    model = engine._loaded["local/tiny"].model
+    assert isinstance(model.length_scale, float)
+    assert "length_scale" not in inspect.signature(type(model).inference).parameters
+
+
+def test_coqui_download_folder_is_coquis_own(tmp_path, monkeypatch):
+    from trainer.io import get_user_data_dir
+
+    assert coqui_user_dir() == get_user_data_dir("tts")  # TTS_HOME (the autouse fixture)
+    monkeypatch.delenv("TTS_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert coqui_user_dir() == get_user_data_dir("tts")
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert coqui_user_dir() == get_user_data_dir("tts")
+
+
+def test_catalogue_file_is_the_one_coqui_reads():
+    from TTS.utils.manage import ModelManager
+
+    manager = ModelManager(progress_bar=False)
+    expected = {f"{t}/{lang}/{d}/{m}" for t, langs in manager.models_dict.items()
+                for lang, datasets in langs.items() for d, models in datasets.items() for m in models}
+    released = CoquiCatalogue.released()
+    assert set(released) == expected and XTTS_V2 in released
+    assert released[XTTS_V2]["tos_required"] and released[XTTS_V2]["model_type"] == "tts_models"
+
+
+@pytest.mark.parametrize("layout", [
+    ("model.pth", "config.json"),
+    ("checkpoint.pth", "sub/config.json", "config.json"),
+    ("weights/best.pth.tar", "config.json"),  # no usual name: the one *.pt* file
+    ("a.pt", "b.pth", "config.json"),  # two candidates: not found
+    ("model.pth",),  # no config: not found
+])
+def test_checkpoint_rule_is_coquis(tmp_path, layout):
+    from TTS.utils.manage import ModelManager
+
+    for name in layout:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    try:
+        expected = ModelManager._find_files(tmp_path)
+    except ValueError:
+        expected = None
+    assert find_checkpoint(tmp_path) == expected
+
+
+def test_licence_accepted_by_the_operator_lets_the_download_start(tmp_path, monkeypatch):
+    from TTS.utils.manage import ModelManager
+
+    asked = []
+
+    def no_network(self, name):
+        asked.append(name)
+        raise OSError("no network in tests")
+
+    monkeypatch.setattr(ModelManager, "download_model", no_network)
+    monkeypatch.setenv("COQUI_TOS_AGREED", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    eng = CoquiEngine(Settings(data_dir=tmp_path, offline=False))
+    with pytest.raises(ModelUnavailableError, match="Could not download .*no network"):
+        eng.load(XTTS_V2)
+    assert asked == [XTTS_V2]

@@ -38,7 +38,7 @@ TEMPLATE_FILES = ("app.py", "README.md", "packages.txt")
 # only it uses. The Space installs neither; the registries leave them out of the page and say
 # what to install when one is asked for.
 OPTIONAL_ENGINES: dict[str, tuple[str, ...]] = {
-    "coqui": ("pipeline/tts/coqui.py",),
+    "coqui": ("pipeline/tts/coqui.py", "pipeline/tts/coqui_catalogue.py"),
     "openai-whisper": ("pipeline/stt/openai_whisper.py", "pipeline/stt/convert.py"),
 }
 # Default dependencies the app never imports: silero-vad (the VAD runs the Silero model bundled

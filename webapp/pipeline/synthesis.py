@@ -45,7 +45,7 @@ from webapp.pipeline.subtitles import Chapter, Cue
 from webapp.pipeline.text import segment, structure
 from webapp.pipeline.text.lexicon import Lexicon
 from webapp.pipeline.text.prepare import prepare, text_version
-from webapp.pipeline.tts.base import SynthesisOptions
+from webapp.pipeline.tts.base import CloningEngine, SynthesisOptions
 from webapp.pipeline.tts.registry import TTSRegistry
 
 logger = logging.getLogger(__name__)
@@ -378,17 +378,22 @@ class Synthesizer:
     def _voice(self, request: SynthesisRequest, engine_name: str, voice: str) -> _Voice:
         """A voice of this request; an unknown voice fails here, before any work."""
         engine = self.registry.get(engine_name)
+        model = engine.model_id(voice)
+        # A voice that does not clone never sees the clip, and the clip is not in its keys:
+        # the same text with or without one is the same audio (issue 14).
+        reference = request.reference
+        if not (isinstance(engine, CloningEngine) and engine.supports_cloning(voice)):
+            reference = None
         ref = None
-        if request.reference is not None:
-            ref = hashlib.sha256(request.reference.samples.tobytes()).hexdigest()[:16]
+        if reference is not None:
+            ref = hashlib.sha256(reference.samples.tobytes()).hexdigest()[:16]
         common = {
-            "engine": engine_name, "model": engine.model_id(voice), "voice": voice,
+            "engine": engine_name, "model": model, "voice": voice,
             "speed": round(float(request.speed), 3),
             "text_version": text_version(self._lexicon(request.lexicon)),
             "reference": ref,
         }
-        options = SynthesisOptions(voice=voice, speed=float(request.speed),
-                                   reference=request.reference)
+        options = SynthesisOptions(voice=voice, speed=float(request.speed), reference=reference)
         return _Voice(engine, options, common)
 
     def _speaker_voices(self, request: SynthesisRequest,
@@ -434,6 +439,9 @@ class Synthesizer:
         main = self._voice(request, engine_name, voice)  # unknown voice: fails here
         others = self._speaker_voices(request, speakers)
         common = main.common
+        if request.reference is not None and all(
+                v.options.reference is None for v in (main, *others.values())):
+            warnings.append(f"The voice sample was ignored: voice '{voice}' does not clone voices.")
 
         request_key = cache_key(
             kind="request", text=text, fmt=fmt, **common, plan=PLAN_VERSION, loudness=target,

@@ -28,7 +28,10 @@ class VoiceInfo:
     language: str = "en"
     description: str = ""
     sample_rate_hz: int | None = None
-    supports_cloning: bool = False
+    supports_cloning: bool = False  # a reference clip (SynthesisOptions.reference) sets the voice
+    # Cloning has not yet run on the released weights (issue 14: XTTS): the UI labels it
+    # experimental.
+    cloning_experimental: bool = False
     license: str = ""  # licence and credit line (data set, what it was trained from)
     quality: str = ""  # what the voice declares, e.g. Piper's x_low / low / medium / high
     language_name: str = ""  # for people: "English (United States)"; ``language`` is the code
@@ -36,7 +39,8 @@ class VoiceInfo:
 
 @dataclass(frozen=True)
 class SynthesisOptions:
-    """Per-call choices. ``reference`` is a cloning clip (XTTS) already decoded by the caller."""
+    """Per-call choices. ``reference`` is a cloning clip (XTTS) already decoded by the caller;
+    the synthesis service passes it only to voices that clone (``CloningEngine``)."""
 
     voice: str
     speed: float = 1.0
@@ -68,4 +72,16 @@ class TTSEngine(Protocol):
 
     def synthesize(self, text: str, options: SynthesisOptions) -> Iterator[Audio]:
         """Yield audio for ``text`` as soon as each piece is ready (usually one per sentence)."""
+        ...
+
+
+@runtime_checkable
+class CloningEngine(Protocol):
+    """An engine some of whose voices clone a voice from a reference clip. Engines without this
+    method clone with none: the synthesis service leaves a clip out of their calls and their
+    cache keys (issue 14)."""
+
+    def supports_cloning(self, voice: str) -> bool:
+        """Whether ``voice`` speaks in the voice of ``SynthesisOptions.reference``; cheap
+        (no model load)."""
         ...
