@@ -182,8 +182,9 @@ def test_numbers_and_formulas_are_not_false_flags(synth, stt):
     the same way, so no sentence is flagged for a number.
 
     Measured exceptions, left out here because the recogniser hears something else, not
-    because the comparison misreads it: "Table salt is NaCl." (the voice says "N A C L",
-    tiny.en writes "NSCL", probability 0.63), and "Water covers about 71% of the surface of the
+    because the comparison misreads it: "Table salt is NaCl." (measured when the voice said
+    "N A C L": tiny.en wrote "NSCL", probability 0.63; since normaliser 4 it says "sodium
+    chloride", not measured again here), and "Water covers about 71% of the surface of the
     Earth." after these sentences, heard as "7 to 1%" (probability 0.54; the same audio alone,
     and in bench/roundtrip.py's lesson, is heard as "71%"). Not a number but measured here too:
     "A car travels ..." starts with "high car" (the voice's sentence-initial "A", probability

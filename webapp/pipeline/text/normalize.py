@@ -3,9 +3,10 @@
 Pure Python, deterministic and versioned: ``NORMALIZER_VERSION`` is part of the synthesis cache
 key, so changing any rule must bump it (2: dates, times, ratios, equations, SI digit groups,
 shouted capitals, dashes, per-cubic units, linear-time regexes; 3: state symbols "(aq)",
-"f(x)", "3x", "dy/dx", "J/(mol·K)", limits, set and calculus symbols, grades "A*"). Rules run in a fixed order, each
-a regular expression with a replacement function and a cheap trigger, so plain prose skips most
-of them; number words come from num2words (cached).
+"f(x)", "3x", "dy/dx", "J/(mol·K)", limits, set and calculus symbols, grades "A*"; 4: formulas
+read two-letter element symbols by name and common compounds by name, issue 14). Rules run in a
+fixed order, each a regular expression with a replacement function and a cheap trigger, so plain
+prose skips most of them; number words come from num2words (cached).
 
 Why not NeMo text processing (nemo_text_processing's WFST grammars)? It is the most complete
 English normaliser, but it needs pynini/OpenFst (a compiled C++ dependency: pip wheels only for
@@ -21,6 +22,11 @@ Decisions (see tests/data/normalize_golden.tsv for the behaviour):
 - Element symbols are read as a formula only inside a token with a digit, a charge, brackets, or
   two or more mixed-case symbols ("NaCl"), or as a lone symbol in a reaction with an arrow.
   Words such as "I", "A", "Be", "He", "No", "In", "Co." and "Zn is a metal" pass through.
+- In a formula a one-letter symbol is its letter and a two-letter one its element's name
+  ("MgSO4" -> "magnesium S O four", never "M G S O four": issue 14); a few dozen compounds a
+  school lesson names constantly are read by name ("NaCl" -> "sodium chloride", see COMPOUNDS),
+  unless the name is written right beside the formula. Formulas of one-letter symbols stay
+  letter by letter ("H2O" -> "H two O", "H2SO4" -> "H two S O four").
 - Upper-case words: 2-3 letters are spelled ("DNA" -> "D N A") unless they are common English
   words ("HOT", "NOW"); longer ones only when they have no vowel ("HTML"); a mostly upper-case
   piece ("READ THIS CAREFULLY") is left alone.
@@ -45,16 +51,64 @@ from num2words import num2words
 
 logger = logging.getLogger(__name__)
 
-NORMALIZER_VERSION = "3"
+NORMALIZER_VERSION = "4"
 
 # --------------------------------------------------------------------------------------------
 # Tables
-ELEMENTS = frozenset("""
-H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br
-Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er
-Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm Md
-No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og
-""".split())
+# The 118 element symbols in periodic order, with the names a British school uses ("aluminium",
+# "caesium", and "sulfur" as the RSC and the exam boards spell it). Parsing a formula into real
+# symbols is what tells "Na" (sodium) from "N" + "a" (issue 14).
+ELEMENT_NAMES = dict(pair.split() for pair in """
+H hydrogen, He helium, Li lithium, Be beryllium, B boron, C carbon, N nitrogen, O oxygen,
+F fluorine, Ne neon, Na sodium, Mg magnesium, Al aluminium, Si silicon, P phosphorus, S sulfur,
+Cl chlorine, Ar argon, K potassium, Ca calcium, Sc scandium, Ti titanium, V vanadium,
+Cr chromium, Mn manganese, Fe iron, Co cobalt, Ni nickel, Cu copper, Zn zinc, Ga gallium,
+Ge germanium, As arsenic, Se selenium, Br bromine, Kr krypton, Rb rubidium, Sr strontium,
+Y yttrium, Zr zirconium, Nb niobium, Mo molybdenum, Tc technetium, Ru ruthenium, Rh rhodium,
+Pd palladium, Ag silver, Cd cadmium, In indium, Sn tin, Sb antimony, Te tellurium, I iodine,
+Xe xenon, Cs caesium, Ba barium, La lanthanum, Ce cerium, Pr praseodymium, Nd neodymium,
+Pm promethium, Sm samarium, Eu europium, Gd gadolinium, Tb terbium, Dy dysprosium, Ho holmium,
+Er erbium, Tm thulium, Yb ytterbium, Lu lutetium, Hf hafnium, Ta tantalum, W tungsten,
+Re rhenium, Os osmium, Ir iridium, Pt platinum, Au gold, Hg mercury, Tl thallium, Pb lead,
+Bi bismuth, Po polonium, At astatine, Rn radon, Fr francium, Ra radium, Ac actinium, Th thorium,
+Pa protactinium, U uranium, Np neptunium, Pu plutonium, Am americium, Cm curium, Bk berkelium,
+Cf californium, Es einsteinium, Fm fermium, Md mendelevium, No nobelium, Lr lawrencium,
+Rf rutherfordium, Db dubnium, Sg seaborgium, Bh bohrium, Hs hassium, Mt meitnerium,
+Ds darmstadtium, Rg roentgenium, Cn copernicium, Nh nihonium, Fl flerovium, Mc moscovium,
+Lv livermorium, Ts tennessine, Og oganesson
+""".split(","))
+ELEMENTS = frozenset(ELEMENT_NAMES)
+
+# Compounds a school science lesson names constantly (the salts, bases, oxides and carbonates
+# of the GCSE/middle-school reactions: neutralisation, metals with acids, thermal
+# decomposition, displacement, precipitation tests), read by name as a teacher says them. Only
+# formulas with a two-letter symbol are here: those cannot be read letter by letter ("N A C L"
+# is nitrogen, A, carbon, L). Formulas of one-letter symbols ("H2O", "CO2", "H2SO4", "NH3",
+# "CH4", "C6H12O6") stay letter by letter, which is how teachers read them off the board and
+# which keeps the counts a pupil balances; a lesson that means "sulfuric acid" writes the name.
+# The school names, not IUPAC's: "copper sulfate" for copper(II) sulfate, "potassium
+# permanganate" for potassium manganate(VII).
+COMPOUNDS = {
+    "NaCl": "sodium chloride", "KCl": "potassium chloride", "MgCl2": "magnesium chloride",
+    "CaCl2": "calcium chloride", "ZnCl2": "zinc chloride", "NH4Cl": "ammonium chloride",
+    # HCl in a lesson is nearly always the acid (neutralisation, metals with acids); as a gas
+    # ("HCl(g)", _GAS_NAMES) it is hydrogen chloride.
+    "HCl": "hydrochloric acid",
+    "AgCl": "silver chloride", "AgBr": "silver bromide", "AgI": "silver iodide",
+    "NaBr": "sodium bromide", "KBr": "potassium bromide",
+    "NaOH": "sodium hydroxide", "LiOH": "lithium hydroxide",
+    "Ca(OH)2": "calcium hydroxide", "Mg(OH)2": "magnesium hydroxide",
+    "CaO": "calcium oxide", "MgO": "magnesium oxide", "CuO": "copper oxide", "ZnO": "zinc oxide",
+    "Na2O": "sodium oxide", "Al2O3": "aluminium oxide", "SiO2": "silicon dioxide",
+    "MnO2": "manganese dioxide",
+    "CaCO3": "calcium carbonate", "Na2CO3": "sodium carbonate", "MgCO3": "magnesium carbonate",
+    "CuCO3": "copper carbonate", "NaHCO3": "sodium hydrogen carbonate",
+    "CuSO4": "copper sulfate", "ZnSO4": "zinc sulfate", "Na2SO4": "sodium sulfate",
+    "BaSO4": "barium sulfate",
+    "AgNO3": "silver nitrate", "NaNO3": "sodium nitrate",
+    "FeS": "iron sulfide", "KMnO4": "potassium permanganate",
+}
+_GAS_NAMES = {"HCl": "hydrogen chloride"}
 
 GREEK = {
     "α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta", "ε": "epsilon", "ζ": "zeta",
@@ -205,8 +259,15 @@ def _is_one(text: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # Rules
 
+def _symbol_words(symbol: str) -> str:
+    """A one-letter symbol is said as its letter ("S"), a two-letter one by its element's name
+    ("Mg" -> "magnesium"): spelt, "Na" would be nitrogen and A (issue 14)."""
+    return symbol if len(symbol) == 1 else ELEMENT_NAMES[symbol]
+
+
 def _spell_formula(token: str) -> str | None:
-    """'H2SO4' -> 'H two S O four'; None when the token is not a formula."""
+    """'H2SO4' -> 'H two S O four', 'MgSO4' -> 'magnesium S O four'; None when the token is not
+    a formula (it must parse fully into real element symbols)."""
     body = token
     charge = ""
     m = re.fullmatch(r"(.+?)(?:\^?(\d*)([+-]))", body)
@@ -228,40 +289,69 @@ def _spell_formula(token: str) -> str | None:
     for p in parts:
         if p.isdigit():
             words.append(cardinal(p))
-        elif p in "()[]":
-            continue
-        else:
-            words.append(" ".join(p.upper()))
+        elif p not in "()[]":
+            words.append(_symbol_words(p))
     return " ".join(words) + charge
 
 
+def _compound_name(formula: str, state: str | None) -> str | None:
+    """'NaCl' -> 'sodium chloride'; None when the formula is not in COMPOUNDS."""
+    if re.fullmatch(r"\([^()]*\)", formula):
+        formula = formula[1:-1]  # "(NaCl)"
+    return (_GAS_NAMES.get(formula) if state == "g" else None) or COMPOUNDS.get(formula)
+
+
+def _beside(m: re.Match, strip: str) -> tuple[str, str]:
+    """The text just before and just after a match, without the characters in ``strip``
+    next to it (a short window: a lesson may hold thousands of formulas)."""
+    before = m.string[max(0, m.start() - 60):m.start()].rstrip(strip)
+    return before, m.string[m.end():m.end() + 60].lstrip(strip)
+
+
+def _named_beside(m: re.Match, name: str) -> bool:
+    """Whether the text names the compound right before or after its formula ("Sodium
+    hydroxide, NaOH, is a base"; "NaCl (sodium chloride)")."""
+    before, after = _beside(m, " ,(:;–—-")
+    return before.lower().endswith(name) or after.lower().startswith(name)
+
+
 def _formulas(text: str) -> str:
-    # In a reaction ("Zn + 2HCl → ZnCl2 + H2") a lone symbol is an element too; in prose "Zn"
-    # or "Co" stays a word.
+    # In a reaction ("Zn + 2HCl → ZnCl2 + H2") a lone symbol next to a "+" or an arrow is an
+    # element too; in prose ("Zn is a metal", and "In this reaction, ... →") it stays a word.
     reaction = _REACTION.search(text) is not None
 
     def repl(m: re.Match) -> str:
         token = m.group(0)
         if reaction and token in ELEMENTS and len(token) == 2:
-            return " ".join(token.upper())
+            before, after = _beside(m, " ")
+            operand = before[-1:] in _REACTION_OPERATORS or after[:1] in _REACTION_OPERATORS
+            return ELEMENT_NAMES[token] if operand else token
         state = _STATE.search(token)  # "NaCl(aq)"
-        spoken = _spell_formula(token[:state.start()] if state else token)
+        body = token[:state.start()] if state else token
+        coefficient, formula = re.fullmatch(r"(\d*)(.*)", body).groups()  # "2NaCl"
+        name = _compound_name(formula, state and state.group(1))
+        if name and not _named_beside(m, name):  # else say the symbols, not the name twice
+            spoken = f"{cardinal(coefficient)} {name}" if coefficient else name
+        elif state and body in ELEMENTS:
+            spoken = _symbol_words(body)  # "Zn(s)": a state symbol makes a lone symbol an element
+        else:
+            spoken = _spell_formula(body)
         if spoken is None:
             return token
         return f"{spoken} {STATES[state.group(1)]}" if state else spoken
 
     text = _FORMULA_TOKEN.sub(repl, text)
-    # a state after a charge: "Na+(aq)" -> "N A plus aqueous"
+    # a state after a charge: "Na+(aq)" -> "sodium plus aqueous"
     return re.sub(r"(?:(?<=plus)|(?<=minus))\((aq|s|l|g)\)(?!\w)", lambda m: " " + STATES[m.group(1)], text)
-
-    # A formula-like token: letters, digits, brackets, optional trailing charge; _spell_formula
-    # decides. (The token is matched possessively: nested quantifiers over digits, as in
-    # "(?:[A-Z]|\d+)*", backtrack exponentially on a long number.)
 
 
 STATES = {"aq": "aqueous", "s": "solid", "l": "liquid", "g": "gas"}
 _STATE = re.compile(r"\((aq|s|l|g)\)$")
 _REACTION = re.compile(r"→|⟶|⇌|\s->\s")
+_REACTION_OPERATORS = frozenset("+→⟶⇌->")
+# A formula-like token: letters, digits, brackets, optional trailing charge; _spell_formula
+# decides. (The token is matched possessively: nested quantifiers over digits, as in
+# "(?:[A-Z]|\d+)*", backtrack exponentially on a long number.)
 _FORMULA_TOKEN = re.compile(r"(?<![\w^])(?=[a-z0-9()\[\]]*+[A-Z])[A-Za-z0-9()\[\]]++(?:\^?\d*+[+-](?![\w\d]))?(?![\w])")
 
 
@@ -302,7 +392,8 @@ def _units(text: str) -> str:
             return m.group(0)
         return f"{article}{cardinal(number)} {spoken}"
 
-    text = re.sub(rf"(\b[Aa]n? )?(-?{_NUM})\s?({_UNIT_EXPR})(?![\w°])", repl, text)
+    # Not a count inside a formula: "Li3N" is lithium nitride, not "Li" and three newtons.
+    text = re.sub(rf"(\b[Aa]n? )?(?<![A-Za-z])(-?{_NUM})\s?({_UNIT_EXPR})(?![\w°])", repl, text)
 
     def bare(m: re.Match) -> str:
         if m.group(1).split("^")[0] not in _BARE_UNIT_NUMERATORS:
@@ -708,10 +799,11 @@ _RULES: list[tuple[Callable[[str], str], re.Pattern[str] | None]] = [
     (_algebra, re.compile(r"\d[a-z]|[fgh]\(|/")),
     (_words_slash, re.compile("/")),
     (_math_symbols, re.compile(r"[^\w\s.,;:!?'\"]")),
+    # Greek letters before the numbers, so "2πr" reads "two pi r", not "2 pi r".
+    (_greek, re.compile("[" + "".join(GREEK) + "]")),
     (_ordinals, _DIGIT),
     (_ranges, _DIGIT),
     (_numbers, _DIGIT),
-    (_greek, re.compile("[" + "".join(GREEK) + "]")),
     (_acronyms, re.compile("[A-Z]{2}")),
     (_symbols, re.compile("[&%°^~#]")),
 ]
@@ -735,5 +827,7 @@ def normalize(text: str) -> str:
                 logger.warning("normaliser rule %s skipped: %s", rule.__name__, exc)
     # Collapse spaces first: "\s+(?=punctuation)" on a long run of spaces is quadratic.
     text = re.sub(r"[ \t]+", " ", text)
-    text = re.sub(r"\s([,.;:!?])", r"\1", text)
+    # No space before punctuation: each whitespace run is matched once, whole (linear), and
+    # dropped when a mark follows it.
+    text = re.sub(r"\s+(?=([,.;:!?])?)", lambda m: "" if m.group(1) else m.group(0), text)
     return text.strip()
