@@ -3,6 +3,7 @@ openai-whisper), the registry, file transcription outputs, bad inputs, and the C
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -308,13 +309,29 @@ def test_bad_files_give_clear_errors(tmp_path):
         load_for_transcription(truncated, 3600)
 
 
+def _flac_claiming(seconds: float, rate_hz: int = 8000) -> bytes:
+    """A FLAC file of 1 s of silence whose header (STREAMINFO's total-samples field) says it
+    lasts ``seconds``: what the header check sees differs from what decoding would give."""
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(rate_hz, np.float32), rate_hz, format="FLAC")
+    data = bytearray(buf.getvalue())
+    # "fLaC", the 4-byte block header, then STREAMINFO: 10 bytes of block and frame sizes,
+    # then 64 bits holding rate (20), channels - 1 (3), bits - 1 (5) and total samples (36).
+    at = 4 + 4 + 10
+    field = int.from_bytes(data[at:at + 8], "big")
+    total_mask = (1 << 36) - 1
+    field = (field & ~total_mask) | int(seconds * rate_hz)
+    data[at:at + 8] = field.to_bytes(8, "big")
+    return bytes(data)
+
+
 def test_three_hours_is_refused_before_decoding(tmp_path, monkeypatch):
-    # A WAV header that claims 3 hours: refused from the header, nothing is decoded.
-    path = tmp_path / "long.wav"
-    with sf.SoundFile(path, "w", samplerate=8000, channels=1, subtype="PCM_16") as f:
-        block = np.zeros(8000 * 60, dtype=np.int16)
-        for _ in range(180):
-            f.write(block)
+    """Refused from the header, nothing decoded. The file's body is 1 s long, so a check made
+    after decoding would pass it (or fail on its truncated frames with another message); and
+    both decoders are spied on, so any decoding fails the test too."""
+    path = tmp_path / "long.flac"
+    path.write_bytes(_flac_claiming(3 * 3600))
+    assert sf.info(str(path)).duration == 3 * 3600  # the header really claims 3 hours
     import webapp.pipeline.audio as audio_module
 
     def no_decoding(*args, **kwargs):
@@ -323,7 +340,7 @@ def test_three_hours_is_refused_before_decoding(tmp_path, monkeypatch):
     # Both decoders: soundfile's and the ffmpeg fallback.
     monkeypatch.setattr(audio_module.sf, "read", no_decoding)
     monkeypatch.setattr(audio_module, "_decode_with_ffmpeg", no_decoding)
-    with pytest.raises(AudioError, match="minutes"):
+    with pytest.raises(AudioError, match="180.0 minutes long"):
         load_for_transcription(path, 3600)
 
 

@@ -22,7 +22,7 @@ et al. 2023, "Turning Whisper into Real-Time Transcription System"; our own code
   the buffer as acoustic left context for the next sentence (its words are already
   committed and are matched away), which is what fixed sentence starts ("How do you marry"
   for "Had he married").
-* **Hallucination guards**: decode only up to the last speech (+0.3 s); drop words with no
+* **Hallucination guards**: decode only up to the last speech (+``tail_s``); drop words with no
   VAD speech near them, a near-zero-probability tail ("Thank you."), and loops
   (``stt.base.loop_start``: repeats squeezed into less audio than they need; a teacher
   saying the same words again is not a loop).
@@ -114,19 +114,48 @@ class StreamingOptions:
     """Audio of the previous utterance kept in the buffer as acoustic left context..."""
     max_pause_s: float = 2.0
     """...unless the pause after it is longer than this."""
+    pause_lead_in_s: float = 0.5
+    """After such a long pause the buffer keeps only this much audio, as a lead-in for the
+    next speech (VAD crosses its threshold a little after a soft onset). A judgement, not
+    measured: more keeps a late-detected onset, less makes the next decodes shorter."""
+    end_lead_in_s: float = 0.3
+    """When no words of an utterance stay as left context, the buffer keeps this much of its
+    end (or from the speech end, if later). A judgement, like ``pause_lead_in_s``; shorter
+    because the pause is short and the next speech starts soon."""
+    cut_before_word_s: float = 0.05
+    """Where the buffer is cut before a word it keeps (left context, held words): a little
+    before the word's timed start so its onset is not clipped. A judgement: word starts
+    jitter by tens of milliseconds; more would bring back the end of the word before."""
     first_decode_speech_s: float = 0.5
     """No hypothesis before an utterance holds this much speech."""
     end_silence_s: float = 0.5
     """VAD silence that ends an utterance (and commits its last hypothesis)."""
     max_buffer_s: float = 10.0
+    trim_margin_s: float = 0.1
+    """Past ``max_buffer_s`` the buffer is cut this long after the last committed sentence
+    end (sooner if the next pending word starts sooner). A judgement: enough for the end of
+    the word's sound past its timed end, too little to hold a word of the next sentence."""
     vad_threshold: float = 0.5
+    silence_margin: float = 0.15
+    """Silence, for ending an utterance, is VAD probability below ``vad_threshold`` minus
+    this: the hysteresis of Silero VAD's own segmentation (faster-whisper's ``VadOptions``
+    takes ``threshold - 0.15`` as its silence threshold), adopted, not tuned here."""
+    heard_margin_s: float = 0.2
+    """A hypothesis word needs VAD speech within this of it, else it is dropped as invented
+    (silence hallucination). A judgement from word timings jittering by 0.1-0.2 s (see
+    ``COVER_MARGIN_S``): less would drop real words whose times drifted, more would keep
+    inventions next to speech."""
     min_speech_s: float = 0.2
     max_compute_ratio: float | None = None
-    """Skip decodes while compute exceeds this share of the audio time (+1 s of slack); None:
-    never. Off since receiving and decoding were decoupled (issue 8): a session that falls
+    """Skip decodes while compute exceeds this share of the audio time (+ ``compute_slack_s``);
+    None: never. Off since receiving and decoding were decoupled (issue 8): a session that falls
     behind catches up by decoding its backlog at once, which keeps its pending text fresh,
     where skipping decodes left only utterance-end commits (3 sessions on 2 cores: mean delay
     2.9 s with 0.6)."""
+    compute_slack_s: float = 1.0
+    """Compute allowed on top of ``max_compute_ratio``, so that one slow decode early in the
+    stream, while ratio x audio time is still tiny, does not switch decoding off. A
+    judgement; unused while ``max_compute_ratio`` is None (the default)."""
     prompt_chars: int = 200
     max_new_tokens: int = 96
     tail_s: float = 0.5
@@ -138,7 +167,31 @@ class StreamingOptions:
     LibriVox file 0.2 s turned "ill-disposed" into "the sparrows"; 0.3 s did so in the
     browser; 0.5 and 0.8 s did not."""
     min_tail_probability: float = 0.05
-    """Hypothesis words in the last second below this probability end the hypothesis."""
+    """Hypothesis words in the last ``unsure_tail_s`` below this probability end the
+    hypothesis."""
+    unsure_tail_s: float = 1.0
+    """The end of the decoded audio where ``min_tail_probability`` applies: Whisper invents
+    at the ragged end of a buffer ("Thank you.", measured p = 0.01 against > 0.2 for real
+    words, see ``_drop_unsure_tail``). The length is a judgement: a real but unsure word
+    earlier in the buffer is left to agreement instead."""
+    reheard_overlap_s: float = 0.1
+    """Held words (unsure, waiting for right context) count as re-heard by the next
+    utterance's decodes when its first agreed word starts at least this long before the
+    last held word ends (overlaps it by more than timing jitter); else they are committed
+    as they were. A judgement from word timings jittering by 0.1-0.2 s."""
+    reheard_start_s: float = 0.3
+    """The decode that ends that utterance re-heard them when its first word starts no later
+    than this after the first held word; else they are put in front of its words. A
+    judgement: a re-heard word is timed afresh and its start moves; too small and re-heard
+    words are shown twice, too large and held words the decode did not hear are lost."""
+    new_word_overlap_s: float = 0.1
+    """A hypothesis word is new (not a re-transcription of committed audio) if it starts
+    after the last committed word's end minus this, or ends ``new_word_overhang_s`` after
+    it. Both a judgement from the 0.1-0.2 s jitter of word timings between decodes: a larger
+    overlap or a smaller overhang lets committed words through again, the opposite drops
+    new words that Whisper timed early."""
+    new_word_overhang_s: float = 0.25
+    """See ``new_word_overlap_s``."""
     encoder_context_s: float | None = 10.0
     """Encode only the buffer (at least this many seconds) instead of a padded 30 s window;
     None = the standard window (about 0.3 s more per decode here)."""
@@ -343,10 +396,10 @@ class LocalAgreementTranscriber(_Captioner):
                 held, self._held = self._held, []
                 self._commit(held)
             if long_pause:
-                self._buffer.cut(self._buffer.end_s - 0.5)
+                self._buffer.cut(self._buffer.end_s - opts.pause_lead_in_s)
                 self._prompt_words = len(self._committed)
             return held
-        silent_tail = probs < max(0.0, opts.vad_threshold - 0.15)
+        silent_tail = probs < max(0.0, opts.vad_threshold - opts.silence_margin)
         trailing_silence_s = _trailing_true(silent_tail) * WINDOW_S
         utterance_ended = trailing_silence_s >= opts.end_silence_s
         if final or utterance_ended:
@@ -358,7 +411,7 @@ class LocalAgreementTranscriber(_Captioner):
         if self._speech_s() < opts.first_decode_speech_s:
             return []
         if (opts.max_compute_ratio is not None
-                and self._compute_s > opts.max_compute_ratio * self._stream_s + 1.0):
+                and self._compute_s > opts.max_compute_ratio * self._stream_s + opts.compute_slack_s):
             logger.debug("skipping a decode: compute %.1fs over budget", self._compute_s)
             return []
         # Decode up to the last speech (+ a short tail): trailing silence only invites
@@ -380,7 +433,7 @@ class LocalAgreementTranscriber(_Captioner):
         self._previous = self._pending
         self._pending = hypothesis[len(agreed):]
         if agreed and self._held:
-            if agreed[0].start_s > self._held[-1].end_s - 0.1:
+            if agreed[0].start_s > self._held[-1].end_s - opts.reheard_overlap_s:
                 self._commit(self._held)  # not re-heard: keep them as they were
             self._held = []  # else re-decoded with right context and now agreed on
         self._commit(agreed)
@@ -409,7 +462,8 @@ class LocalAgreementTranscriber(_Captioner):
         hypothesis = (self._decode(opts.final_beam_size, until_s, last_speech_s)
                       if enough else [])
         words = [w for w in hypothesis if w.start_s < speech_end_s]
-        if self._held and (not words or words[0].start_s > self._held[0].start_s + 0.3):
+        if self._held and (not words
+                           or words[0].start_s > self._held[0].start_s + opts.reheard_start_s):
             words = self._held + words  # this decode did not re-hear them: keep them as were
         self._held = []
         held: list[Word] = []
@@ -439,12 +493,12 @@ class LocalAgreementTranscriber(_Captioner):
                 if self._committed[i].start_s >= keep_from]
         if self.options.left_context_s > 0 and kept:
             self._prompt_words = kept[0]
-            self._buffer.cut(self._committed[kept[0]].start_s - 0.05)
+            self._buffer.cut(self._committed[kept[0]].start_s - opts.cut_before_word_s)
         else:
             self._prompt_words = len(self._committed)
-            cut_s = max(speech_end_s, self._buffer.end_s - 0.3)
+            cut_s = max(speech_end_s, self._buffer.end_s - opts.end_lead_in_s)
             if held:
-                cut_s = min(cut_s, held[0].start_s - 0.05)
+                cut_s = min(cut_s, held[0].start_s - opts.cut_before_word_s)
             self._buffer.cut(cut_s)
         return words
 
@@ -503,7 +557,7 @@ class LocalAgreementTranscriber(_Captioner):
                 retry = self._run_engine(audio, self._prompt(), max(beam, RETRY_BEAM_SIZE))
             if self._missed_speech_s(retry, speech_end_s) <= missed:
                 words = retry
-        words = _drop_unsure_tail(words, self._decoded_audio_until_s - 1.0,
+        words = _drop_unsure_tail(words, self._decoded_audio_until_s - opts.unsure_tail_s,
                                   opts.min_tail_probability)
         heard = _drop_collapsed([w for w in words if self._heard(w)])
         cut = loop_start(heard)  # a loop has more words than its audio can hold
@@ -559,9 +613,10 @@ class LocalAgreementTranscriber(_Captioner):
         return word
 
     def _heard(self, word: Word) -> bool:
-        """VAD guard against hallucinated words: some speech within 0.2 s of the word."""
-        a = max(0, self._window(word.start_s - 0.2))
-        b = self._window(word.end_s + 0.2) + 1
+        """VAD guard against hallucinated words: some speech within ``heard_margin_s``."""
+        margin_s = self.options.heard_margin_s
+        a = max(0, self._window(word.start_s - margin_s))
+        b = self._window(word.end_s + margin_s) + 1
         probs = self._probs[a:b]
         return bool(probs) and max(probs) > self.options.vad_threshold
 
@@ -578,8 +633,10 @@ class LocalAgreementTranscriber(_Captioner):
             blocks = [b for b in matcher.get_matching_blocks() if b.size]
             if blocks and blocks[-1].a + blocks[-1].size >= len(in_buffer) - 1:
                 words = words[blocks[-1].b + blocks[-1].size:]
+        opts = self.options
         last_end = self._committed[-1].end_s
-        return [w for w in words if w.start_s > last_end - 0.1 or w.end_s > last_end + 0.25]
+        return [w for w in words if w.start_s > last_end - opts.new_word_overlap_s
+                or w.end_s > last_end + opts.new_word_overhang_s]
 
     def _commit(self, words: list[Word]) -> None:
         self._committed.extend(words)
@@ -593,7 +650,7 @@ class LocalAgreementTranscriber(_Captioner):
         cut = next((w for w in reversed(inside) if w.text.rstrip().endswith((".", "?", "!"))),
                    inside[-1])
         next_start = self._pending[0].start_s if self._pending else cut.end_s
-        self._buffer.cut(min(cut.end_s + 0.1, max(cut.end_s, next_start)))
+        self._buffer.cut(min(cut.end_s + self.options.trim_margin_s, max(cut.end_s, next_start)))
         self._prompt_words = self._committed.index(cut) + 1
 
     def _update(self, new: list[Word], started: float) -> CaptionUpdate:
