@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from paths import SPEECH  # tests/paths.py
 
 from webapp.pipeline.audio import Audio, encode, from_array, load, wav_header
 from webapp.pipeline.errors import AudioError, InputError
 
-SPEECH = Path(__file__).parent / "data" / "speech"
 CLIP = SPEECH / "librivox" / "sense_and_sensibility_01_austen_64kb-0880.wav"
 
 

@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import srt
+from paths import ROOT, SPEECH  # tests/paths.py
 
 from webapp.pipeline.evaluate import score_text
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEECH = ROOT / "tests" / "data" / "speech"
 pytestmark = pytest.mark.slow
 
 LESSON_TEXTS = [

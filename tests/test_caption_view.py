@@ -8,13 +8,13 @@ import asyncio
 import json
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import srt
 import webvtt
 from fastapi import FastAPI
+from paths import LIBRIVOX  # tests/paths.py
 from serving import serving  # tests/serving.py
 
 from webapp.pipeline.audio import Audio, load
@@ -22,7 +22,6 @@ from webapp.pipeline.caption_board import CaptionBoard, ViewerLimit
 from webapp.pipeline.stt.base import Word
 from webapp.pipeline.stt.files import live_transcript, render
 
-LIBRIVOX = Path(__file__).resolve().parent / "data" / "speech" / "librivox"
 FIRST = "sense_and_sensibility_01_austen_64kb-0880.wav"
 SECOND = "sense_and_sensibility_01_austen_64kb-0930.wav"
 PAUSE_S = 2.5

@@ -10,20 +10,18 @@ import json
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import jiwer
 import pytest
+from paths import LIBRIVOX, ROOT  # tests/paths.py
 from prometheus_client.parser import text_string_to_metric_families
 
 from webapp.pipeline.audio import Audio, load
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy"))
 from cluster import Cluster  # noqa: E402 - deploy/cluster.py
 
-LIBRIVOX = ROOT / "tests" / "data" / "speech" / "librivox"
 CLIP = "sense_and_sensibility_01_austen_64kb-0930.wav"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import LIBRIVOX, ROOT, SPEECH  # tests/paths.py
 
 from webapp.pipeline.audio import Audio, from_array, load
 from webapp.pipeline.errors import AudioError, InputError
@@ -21,10 +22,6 @@ from webapp.pipeline.evaluate import (
     mfcc_similarity,
     score_text,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-SPEECH = ROOT / "tests" / "data" / "speech"
-LIBRIVOX = SPEECH / "librivox"
 
 
 def _transcripts(folder: Path) -> dict[str, str]:

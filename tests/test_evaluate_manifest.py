@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paths import LIBRIVOX  # tests/paths.py
 
 from webapp.pipeline.audio import Audio
 from webapp.pipeline.errors import InputError
@@ -21,7 +22,6 @@ from webapp.pipeline.manifest import (
     uploaded_files,
 )
 
-LIBRIVOX = Path(__file__).resolve().parent / "data" / "speech" / "librivox"
 TEXTS = dict(line.split("\t", 1) for line in
              (LIBRIVOX / "transcripts.tsv").read_text(encoding="utf-8").splitlines()[1:])
 REF = sorted(TEXTS)[0]

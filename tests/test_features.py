@@ -3,15 +3,13 @@ known (a pure tone; real speech of a male and of a synthetic voice), bounded pYI
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from paths import SPEECH  # tests/paths.py
 
 from webapp.pipeline import features as feat
 from webapp.pipeline.audio import Audio, load
 
-SPEECH = Path(__file__).resolve().parent / "data" / "speech"
 SR = feat.SAMPLE_RATE_HZ
 
 

@@ -55,6 +55,7 @@ import numpy as np
 import pytest
 import requests
 import soundfile as sf
+from paths import SPEECH  # tests/paths.py
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -68,7 +69,6 @@ from hypothesis import strategies as st  # noqa: E402
 
 pytestmark = [pytest.mark.slow]
 
-SPEECH = Path(__file__).parent / "data" / "speech"
 REPO = Path(__file__).resolve().parents[1]
 
 # -- bounds (the whole file runs in about two minutes on two cores) ------------------------------

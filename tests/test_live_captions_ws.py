@@ -4,17 +4,16 @@ speech in, final captions out; bad clients get a clear message and a closed sock
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jiwer
 import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from paths import LIBRIVOX  # tests/paths.py
 
 from webapp.pipeline.audio import Audio, load
 
-LIBRIVOX = Path(__file__).resolve().parent / "data" / "speech" / "librivox"
 CLIP = "sense_and_sensibility_01_austen_64kb-0930.wav"  # 2.9 s
 
 

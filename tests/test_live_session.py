@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import jiwer
 import numpy as np
 import pytest
+from paths import LIBRIVOX  # tests/paths.py
 
 from webapp.config import Settings
 from webapp.pipeline.audio import Audio, load
@@ -22,7 +22,6 @@ from webapp.pipeline.live_session import LiveSession, LiveStatus
 from webapp.pipeline.streaming import LocalAgreementTranscriber, StreamingOptions
 from webapp.pipeline.stt.registry import STTRegistry
 
-LIBRIVOX = Path(__file__).resolve().parent / "data" / "speech" / "librivox"
 CLIPS = ("sense_and_sensibility_01_austen_64kb-0870.wav",
          "sense_and_sensibility_01_austen_64kb-0930.wav")
 

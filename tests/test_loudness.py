@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import pyloudnorm
 import pytest
+from paths import SPEECH  # tests/paths.py
 from scipy.signal import resample_poly
 
 from webapp.config import Settings
@@ -29,7 +29,6 @@ from webapp.pipeline.lesson.loudness import (
 from webapp.pipeline.tts.base import SynthesisOptions
 from webapp.pipeline.tts.registry import TTSRegistry
 
-SPEECH = Path(__file__).parent / "data" / "speech"
 VOICE = "en_US-joe-medium"
 LESSON = ("Photosynthesis turns light into chemical energy. Plants store it as sugar. "
           "Animals eat the plants, and the energy moves up the food chain. "

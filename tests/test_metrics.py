@@ -12,15 +12,14 @@ import contextlib
 import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from paths import SPEECH  # tests/paths.py
 from prometheus_client.parser import text_string_to_metric_families
 
 from webapp.pipeline.audio import load
 
-SPEECH = Path(__file__).parent / "data" / "speech"
 CLIP = SPEECH / "librivox" / "sense_and_sensibility_01_austen_64kb-0880.wav"
 VOICE = "en_US-joe-medium"
 OPERATOR_TOKEN = "metrics-operator-secret"

@@ -14,18 +14,17 @@ import subprocess
 import threading
 import wave
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
+from paths import LIBRIVOX  # tests/paths.py
 from serving import serving
 
 openai = pytest.importorskip("openai")
 
-LIBRIVOX = Path(__file__).parent / "data" / "speech" / "librivox"
 CLIP = "sense_and_sensibility_01_austen_64kb-0930.wav"  # the clip every response format gets
 FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
 LESSON = ("Plants store energy as sugar. Animals eat the plants, and the energy moves on. "

@@ -10,15 +10,14 @@ import base64
 import contextlib
 import json
 import time
-from pathlib import Path
 
 import jiwer
 import pytest
 import websockets
+from paths import LIBRIVOX  # tests/paths.py
 
 from webapp.pipeline.audio import Audio, load
 
-LIBRIVOX = Path(__file__).resolve().parent / "data" / "speech" / "librivox"
 FIRST = "sense_and_sensibility_01_austen_64kb-0920.wav"  # 6.1 s
 SECOND = "sense_and_sensibility_01_austen_64kb-0930.wav"  # 3.3 s
 MAX_SESSIONS = 2

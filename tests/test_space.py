@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from paths import LIBRIVOX, ROOT  # tests/paths.py
 
 from webapp.pipeline.errors import ModelUnavailableError
 from webapp.space import (
@@ -30,7 +31,6 @@ from webapp.space import (
     unused_files,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "tests" / "browser" / "screenshots"
 # What the Space must run without (several GB; the issue's "smallest install").
 HEAVY_MODULES = ("torch", "torchaudio", "torchcodec", "TTS", "whisper", "silero_vad", "triton")
@@ -219,7 +219,7 @@ def _site_without_optional_engines(target: Path) -> Path:
 def test_all_three_tabs_run_without_torch(tmp_path):
     """The Space's path (Piper, eSpeak NG, faster-whisper, evaluation) in a process where
     PyTorch, coqui-tts, openai-whisper and silero-vad are not installed."""
-    speech = ROOT / "tests" / "data" / "speech" / "librivox"
+    speech = LIBRIVOX
     name, text = (speech / "transcripts.tsv").read_text().splitlines()[1].split("\t", 1)
     site = _site_without_optional_engines(tmp_path / "site")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ORT_DISABLE_TELEMETRY": "1",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from pathlib import Path
 
 import jiwer
 import numpy as np
 import pytest
+from paths import LIBRIVOX  # tests/paths.py
 
 from webapp.config import Settings
 from webapp.pipeline.audio import Audio, from_array, load
@@ -26,7 +26,6 @@ from webapp.pipeline.stt.base import Word
 from webapp.pipeline.stt.registry import STTRegistry
 from webapp.pipeline.vad import StreamingVAD, speech_probabilities
 
-LIBRIVOX = Path(__file__).resolve().parent / "data" / "speech" / "librivox"
 CLIPS = ("sense_and_sensibility_01_austen_64kb-0870.wav",
          "sense_and_sensibility_01_austen_64kb-0930.wav")
 

@@ -14,6 +14,7 @@ import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
+from paths import LIBRIVOX, ROOT, SPEECH  # tests/paths.py
 
 from webapp.config import Settings
 from webapp.pipeline.audio import Audio, load
@@ -30,9 +31,6 @@ from webapp.pipeline.stt.base import (
 from webapp.pipeline.stt.files import load_for_transcription, render, transcribe_audio
 from webapp.pipeline.stt.registry import STTRegistry
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEECH = ROOT / "tests" / "data" / "speech"
-LIBRIVOX = SPEECH / "librivox"
 CLIP = "sense_and_sensibility_01_austen_64kb-0870.wav"
 SHORT = "sense_and_sensibility_01_austen_64kb-0880.wav"
 

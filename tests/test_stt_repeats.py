@@ -13,19 +13,17 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import jiwer
 import pytest
 import soundfile as sf
+from paths import ROOT, SPEECH  # tests/paths.py
 
 from webapp.config import Settings
 from webapp.pipeline.audio import Audio, load
 from webapp.pipeline.stt.base import SAMPLE_RATE_HZ, TranscribeOptions, guard_segment
 from webapp.pipeline.stt.registry import STTRegistry
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEECH = ROOT / "tests" / "data" / "speech"
 HE_MIGHT = "sense_and_sensibility_01_austen_64kb-0930.wav"  # "... made amiable himself"
 DASHWOOD = "sense_and_sensibility_01_austen_64kb-0870.wav"
 UNLESS = "sense_and_sensibility_01_austen_64kb-0890.wav"

@@ -103,6 +103,8 @@ def _playwright():
 
 
 def _page_factory(playwright, url):
+    """For a fixture to ``yield from``: gives ``make(fake_audio=None)`` -> a Page on ``url``
+    (each call its own browser, fake microphone if given), and closes the browsers after."""
     browsers = []
 
     def make(fake_audio: Path | None = None):
@@ -119,25 +121,21 @@ def _page_factory(playwright, url):
         page.wait_for_selector("#tab-synthesize, button[role=tab]", timeout=60_000)
         return page
 
-    return make, browsers
+    yield make
+    for browser in browsers:
+        browser.close()
 
 
 @pytest.fixture()
 def new_page(_playwright, app_url):
     """Factory: ``new_page(fake_audio=None)`` -> a Page on the app, fake microphone if given."""
-    make, browsers = _page_factory(_playwright, app_url)
-    yield make
-    for browser in browsers:
-        browser.close()
+    yield from _page_factory(_playwright, app_url)
 
 
 @pytest.fixture()
 def new_public_page(_playwright, public_app_url):
     """Factory: a Page on the public-mode app; each call is a separate visitor (own browser)."""
-    make, browsers = _page_factory(_playwright, public_app_url)
-    yield make
-    for browser in browsers:
-        browser.close()
+    yield from _page_factory(_playwright, public_app_url)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -124,3 +124,21 @@ def test_preview_and_lexicon_import(new_page, tmp_path):
         timeout=30_000)
     assert "Nguyen" in page.inner_text("#lexicon-table")
     page.screenshot(path=str(SCREENSHOT_DIR / "synthesize-lexicon.png"), full_page=True)
+
+
+def test_cloning_upload_only_for_a_voice_that_clones(new_page):
+    """The bundled Piper voice ignores a reference clip, so the page offers no cloning upload
+    (issue 14); nor after switching to eSpeak NG, which does not clone either."""
+    page = new_page()
+    page.wait_for_selector("#tts-run", state="visible", timeout=30_000)
+    assert page.input_value("#tts-voice input").startswith("Joe")
+    assert not page.locator("#tts-cloning").is_visible()
+    assert "Voice cloning" not in page.inner_text("#tab-synthesize")
+    page.click("#tts-engine input")
+    page.click("#tts-engine li[role=option]:has-text('eSpeak NG')")
+    page.wait_for_function("!document.querySelector('#tts-voice input').value.startsWith('Joe')",
+                           timeout=30_000)
+    page.wait_for_timeout(500)  # the voice change's own event (it would show the upload)
+    assert not page.locator("#tts-cloning").is_visible()
+    assert not page.locator("#tts-reference").is_visible()
+    page.screenshot(path=str(SCREENSHOT_DIR / "synthesize-no-cloning.png"), full_page=True)

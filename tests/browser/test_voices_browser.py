@@ -33,10 +33,7 @@ def online_app_url(tmp_path_factory):
 
 @pytest.fixture()
 def new_online_page(_playwright, online_app_url):
-    make, browsers = _page_factory(_playwright, online_app_url)
-    yield make
-    for browser in browsers:
-        browser.close()
+    yield from _page_factory(_playwright, online_app_url)
 
 
 def test_voice_line_and_preview(new_online_page):

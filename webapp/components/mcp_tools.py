@@ -1,11 +1,12 @@
 """What programs and assistants call: the tabs' work as Gradio API endpoints and MCP tools.
 
-Each tab registers its tool next to its page handlers (``/synthesize`` and ``/normalize`` in
-``synthesize.py``, ``/transcribe``, ``/evaluate``); this module holds what they share. Gradio lists
-every *public* endpoint in "Use via API" (``gradio_client``) and, with ``mcp_server=True``
-(``webapp.app``), as an MCP tool named after the function, described by its docstring (the
-"Args:" lines become the parameters' descriptions). The page's own events take player tokens and
-session state, so they are ``api_visibility="undocumented"``: callable as before, listed nowhere.
+Each tab registers its tools when it is built (``/synthesize`` and ``/normalize`` in
+``synthesize_tools``, ``/transcribe`` in ``transcribe``, ``/evaluate`` in ``evaluate_tool``);
+this module holds what they share. Gradio lists every *public* endpoint in "Use via API"
+(``gradio_client``) and, with ``mcp_server=True`` (``webapp.app``), as an MCP tool named after
+the function, described by its docstring (the "Args:" lines become the parameters'
+descriptions). The page's own events take player tokens and session state, so they are
+``api_visibility="undocumented"`` (``events.PAGE_ONLY``): callable as before, listed nowhere.
 
 Why the tools look the way they do:
 
@@ -34,9 +35,9 @@ from typing import TypeVar
 import gradio as gr
 from starlette.concurrency import run_in_threadpool
 
+from webapp.components.events import user_errors
 from webapp.config import Settings
-from webapp.limits import Busy, WorkPool, client_key
-from webapp.messages import user_message
+from webapp.limits import WorkPool
 from webapp.pipeline.synthesis import SynthesisRequest, SynthesisResult
 
 logger = logging.getLogger(__name__)
@@ -44,39 +45,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class ToolError(gr.Error):
-    """A refusal the caller reads. The page and ``gradio_client`` show ``message``; an MCP client
-    gets ``str(exc)``, which for ``gr.Error`` is the message's repr, quotes included."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, print_exception=False)
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def refusal(exc: BaseException, settings: Settings) -> ToolError:
-    """``exc`` as the sentence a visitor may see (``webapp.messages``: no server paths or
-    backend text in public mode; an unexpected error is logged and shown as one sentence)."""
-    if isinstance(exc, ToolError):
-        return exc
-    message = user_message(exc, public=settings.public)
-    if isinstance(exc, Busy):  # what HTTP clients read in Retry-After
-        message += f" (Retry in about {exc.retry_after_s} s.)"
-    return ToolError(message)
-
-
-def caller(request, settings: Settings) -> str:
-    """The client a tool call counts against (``MAX_PER_CLIENT``): the MCP or API client's
-    address, or behind a trusted proxy the first X-Forwarded-For address."""
-    client = getattr(request, "client", None)
-    return client_key(client.host if client else None, getattr(request, "headers", None),
-                      settings.trust_proxy)
-
-
 async def in_slot(pool: WorkPool, client: str, fn: Callable[..., T], *args) -> T:
     """Run ``fn(*args)`` in the thread pool once ``pool`` has a slot for ``client``; waiting
-    holds no thread, and a full line raises ``Busy`` at once (``refusal`` words it)."""
+    holds no thread, and a full line raises ``Busy`` at once (``refusals`` words it)."""
     async with pool.hold_async(client):
         return await run_in_threadpool(fn, *args)
 
@@ -89,6 +60,12 @@ async def synthesis(services, request: SynthesisRequest, client: str) -> Synthes
         result = await in_slot(services.limits.synthesis, client, services.synthesizer.run,
                                request)
     return result
+
+
+def refusals(settings: Settings):
+    """``with refusals(settings):`` a tool's failures leave as the sentence the caller reads
+    (``events.user_error``, the page's adapter), a full line with the wait to retry after."""
+    return user_errors(public=settings.public, retry_hint=True)
 
 
 def as_json(value: dict) -> str:

@@ -1,6 +1,7 @@
 """Transcribe tab: live microphone captions and file transcription with subtitle downloads.
 
-Layout and events only. Live captions are a panel of plain HTML that ``components/captions.js``
+Layout and events; the file handler is ``on_transcribe``, the API and MCP tool
+``/transcribe``. Live captions are a panel of plain HTML that ``components/captions.js``
 drives (microphone -> AudioWorklet -> the app's WebSocket ``webapp/live_captions.py``), because
 Gradio's streaming events drop microphone chunks while a handler is busy (issue 8); committed
 text and the pending hypothesis are rendered distinctly. Files: decoded with limits,
@@ -15,9 +16,8 @@ import gradio as gr
 
 from webapp.components import mcp_tools
 from webapp.components.downloads import write_downloads
+from webapp.components.events import PAGE_ONLY, UserError, bind, client_of
 from webapp.components.inputs import one_choice
-from webapp.limits import client_key
-from webapp.messages import user_message
 from webapp.pipeline.stt.base import TranscribeOptions
 from webapp.pipeline.stt.files import (
     load_for_transcription,
@@ -121,49 +121,45 @@ def build_transcribe_tab(services: Services) -> None:
                                  label="Word timings", interactive=False, max_height=240,
                                  elem_id="file-words")
 
-    # -- file transcription -----------------------------------------------------------------
-    settings = services.settings
-
-    def on_transcribe(path, engine_name, model_name, vocabulary_text, denoise_value,
-                      request: gr.Request, progress=gr.Progress()):  # noqa: B008 - Gradio injects it
-        if not path:
-            raise gr.Error("Upload or record a file first.")
-        client = client_key(request.client.host if request and request.client else None,
-                            request.headers if request else None, settings.trust_proxy)
-        try:
-            progress(0.0, desc="Decoding audio")
-            audio = load_for_transcription(path, stt.stt.max_transcribe_s)
-            progress(0.05, desc="Waiting for the recogniser")
-            engine_name, model_name = one_choice(engine_name, "engine"), one_choice(model_name, "model")
-            with services.limits.transcription.hold(client):
-                recogniser = stt.get(engine_name, model_name)
-                vocabulary_text = vocabulary_text if isinstance(vocabulary_text, str) else ""
-                options = TranscribeOptions(initial_prompt=vocabulary_text[:500].strip() or None,
-                                            denoise=bool(denoise_value))
-                result = transcribe_audio(
-                    recogniser, audio, options,
-                    progress=lambda f: progress(0.1 + 0.9 * f, desc="Transcribing"),
-                    original_rate_hz=_original_rate(path),
-                )
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one readable sentence
-            raise gr.Error(user_message(exc, public=settings.public)) from None
-        t = result.transcript
-        for warning in result.warnings:
-            gr.Warning(warning)
-        files = _write_outputs({fmt: render(t, fmt) for fmt in ("txt", "srt", "vtt")}) \
-            if t.text else None
-        rows = [[round(w.start_s, 2), round(w.end_s, 2), w.text.strip(), round(w.probability, 2)]
-                for w in t.words]
-        status = (f"{t.duration_s:.1f} s of audio transcribed in {result.compute_s:.1f} s "
-                  f"(real-time factor {result.rtf:.2f}) · {t.engine} / {t.model}")
-        return t.text, status, files, rows
-
     # The page's event is not the API: programs and assistants call /transcribe below.
-    run.click(on_transcribe, inputs=[file_audio, engine, model, vocabulary, file_denoise],
+    run.click(bind(services, on_transcribe),
+              inputs=[file_audio, engine, model, vocabulary, file_denoise],
               outputs=[transcript, file_status, downloads, words],
               concurrency_limit=1, concurrency_id="file-transcription",
-              api_visibility="undocumented")
+              api_visibility=PAGE_ONLY)
     add_transcribe_tool(services)
+
+
+def on_transcribe(services: Services, path, engine_name, model_name, vocabulary_text,
+                  denoise_value, request: gr.Request,
+                  progress=gr.Progress()):  # noqa: B008 - Gradio injects it
+    if not path:
+        raise gr.Error("Upload or record a file first.")
+    stt = services.stt
+    progress(0.0, desc="Decoding audio")
+    audio = load_for_transcription(path, stt.stt.max_transcribe_s)
+    progress(0.05, desc="Waiting for the recogniser")
+    engine_name, model_name = one_choice(engine_name, "engine"), one_choice(model_name, "model")
+    with services.limits.transcription.hold(client_of(request, services)):
+        recogniser = stt.get(engine_name, model_name)
+        vocabulary_text = vocabulary_text if isinstance(vocabulary_text, str) else ""
+        options = TranscribeOptions(initial_prompt=vocabulary_text[:500].strip() or None,
+                                    denoise=bool(denoise_value))
+        result = transcribe_audio(
+            recogniser, audio, options,
+            progress=lambda f: progress(0.1 + 0.9 * f, desc="Transcribing"),
+            original_rate_hz=_original_rate(path),
+        )
+    t = result.transcript
+    for warning in result.warnings:
+        gr.Warning(warning)
+    files = _write_outputs({fmt: render(t, fmt) for fmt in ("txt", "srt", "vtt")}) \
+        if t.text else None
+    rows = [[round(w.start_s, 2), round(w.end_s, 2), w.text.strip(), round(w.probability, 2)]
+            for w in t.words]
+    status = (f"{t.duration_s:.1f} s of audio transcribed in {result.compute_s:.1f} s "
+              f"(real-time factor {result.rtf:.2f}) · {t.engine} / {t.model}")
+    return t.text, status, files, rows
 
 
 def add_transcribe_tool(services: Services) -> None:
@@ -190,16 +186,13 @@ def add_transcribe_tool(services: Services) -> None:
             The transcript as plain text, and JSON details: language, duration_s, engine, model, segments (start_s, end_s, text), warnings.
         """
         if not audio:
-            raise mcp_tools.ToolError("Give the recording to transcribe (an audio file).")
-        try:
+            raise UserError("Give the recording to transcribe (an audio file).")
+        with mcp_tools.refusals(settings):
             vocabulary = vocabulary if isinstance(vocabulary, str) else ""
             options = TranscribeOptions(initial_prompt=vocabulary[:500].strip() or None,
                                         denoise=bool(denoise))
             result = await mcp_tools.in_slot(services.limits.transcription,
-                                             mcp_tools.caller(request, settings), work, audio,
-                                             options)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one readable sentence
-            raise mcp_tools.refusal(exc, settings) from None
+                                             client_of(request, services), work, audio, options)
         t = result.transcript
         details = {"language": t.language, "duration_s": round(t.duration_s, 3),
                    "engine": t.engine, "model": t.model,
