@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from course import write_lessons  # noqa: E402
-from machine import ROOT, git_commit, machine, report_footer  # noqa: E402
+from machine import ROOT, git_commit, machine, print_table, report_footer  # noqa: E402
 
 SPEECH = ROOT / "tests" / "data" / "speech"
 
@@ -101,12 +101,11 @@ def main() -> int:
                 print(f"{name}: {runs[name]}", file=sys.stderr, flush=True)
     report = {"benchmark": "batch", "machine": machine(), "commit": git_commit(),
               "workers": args.workers, "runs": runs}
-    print(f"{'run':24} {'items':>5} {'audio s':>8} {'wall s':>7} {'first s':>8} "
-          f"{'audio s/wall s':>15} {'steady':>7}")
-    for name, r in runs.items():
-        print(f"{name:24} {r['items']:5d} {r['audio_s']:8.1f} {r['wall_s']:7.1f} "
-              f"{r['first_item_s']:8.1f} {r['audio_s_per_wall_s']:15.2f} "
-              f"{r['steady_audio_s_per_wall_s'] or 0:7.2f}")
+    print_table([("run", "run", "24"), ("items", "items", ">5d"), ("audio s", "audio_s", ">8.1f"),
+                 ("wall s", "wall_s", ">7.1f"), ("first s", "first_item_s", ">8.1f"),
+                 ("audio s/wall s", "audio_s_per_wall_s", ">15.2f"), ("steady", "steady", ">7.2f")],
+                [{**r, "run": name, "steady": r["steady_audio_s_per_wall_s"] or 0}
+                 for name, r in runs.items()])
     report_footer(report, args.json_out)
     return 0
 

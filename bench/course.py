@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import ROOT, git_commit, machine, report_footer  # noqa: E402
+from machine import ROOT, git_commit, machine, print_table, report_footer  # noqa: E402
 
 TOPICS = [
     ("Plants and light", "Photosynthesis turns 6 CO2 and 6 H2O into glucose and oxygen.",
@@ -116,12 +116,12 @@ def main() -> int:
         }
     report = {"benchmark": "course", "machine": machine(), "commit": git_commit(),
               "lessons": args.lessons, "format": args.format, "runs": runs}
-    print(f"{'run':8} {'wall s':>8} {'audio min':>10} {'audio s/wall s':>15} {'skipped':>8} "
-          f"{'files':>6}  loudness LUFS (min, max)")
-    for name, r in runs.items():
-        print(f"{name:8} {r['wall_s']:8.1f} {r['audio_s'] / 60:10.1f} "
-              f"{r['audio_s_per_wall_s']:15.1f} {r['skipped']:8d} {r['files']:6d}  "
-              f"{r['loudness_lufs']}")
+    print_table([("run", "run", "8"), ("wall s", "wall_s", ">8.1f"),
+                 ("audio min", "audio_min", ">10.1f"),
+                 ("audio s/wall s", "audio_s_per_wall_s", ">15.1f"),
+                 ("skipped", "skipped", ">8d"), ("files", "files", ">6d"),
+                 ("loudness LUFS (min, max)", "loudness_lufs", "")],
+                [{**r, "run": name, "audio_min": r["audio_s"] / 60} for name, r in runs.items()])
     report_footer(report, args.json_out)
     return 0
 

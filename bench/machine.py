@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -34,6 +35,18 @@ def git_commit() -> str:
 def machine() -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "load_avg": os.getloadavg()}
+
+
+def print_table(columns: list[tuple[str, str, str]], rows: list[dict]) -> None:
+    """A benchmark's table: ``columns`` are (header, key, format spec such as ">8.1f")."""
+    def width(spec: str) -> str:
+        match = re.match(r"[<>^]?\d*", spec)
+        return match.group(0) if match else ""
+
+    print(" ".join(f"{header:{width(spec)}}" for header, _, spec in columns).rstrip())
+    for row in rows:
+        print(" ".join(f"{row[key]:{spec}}" if spec else str(row[key])
+                       for _, key, spec in columns).rstrip())
 
 
 def report_footer(report: dict, path: Path | None) -> None:
