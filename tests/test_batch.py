@@ -1,8 +1,8 @@
 """Batches (issue 13, part 2): ``python -m webapp batch synthesize|transcribe`` made here and on
 Ray, with the bundled Piper voice and faster-whisper tiny.en.
 
-Every Ray run is the command line in a subprocess, as a user runs it: a local Ray with two
-workers started on demand (``--ray --workers 2``), kept on loopback. (``--ray-address``, joining
+Every Ray run is in a subprocess, the command line as a user runs it (and the scheduler
+alone, with a worker that dies mid-item): a local Ray with two workers started on demand (``--ray --workers 2``), kept on loopback. (``--ray-address``, joining
 a cluster of machines, is not run here: Ray's cluster mode binds to the machine's network
 address, which tests must not use.) Inputs are the real recordings of
 tests/data/speech and ten short lessons."""
@@ -223,3 +223,47 @@ def test_ray_workers_that_cannot_load_their_model_stop_the_batch_clearly(tmp_pat
     assert "could not start" in proc.stderr and "small.en" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+# A worker whose process dies (as in a crash, or killed for memory) on the item "die", run by
+# the --ray scheduler on a local Ray. In its own process, like every Ray run here: Ray must be
+# imported after ray_batch keeps it on loopback, and Ray ships classes of __main__ by value.
+DYING_WORKER = """
+import json, os, sys
+from webapp import ray_batch
+
+class DiesOnItem:
+    def __call__(self, item):
+        if item == "die":
+            os._exit(3)
+        return ["made", item, os.getpid()]
+
+    @staticmethod
+    def fail(item, error):
+        return ["failed", item, error]
+
+finished = []
+outcomes = ray_batch.run(DiesOnItem, (), sys.argv[1:], DiesOnItem.fail, workers=1,
+                         on_done=lambda k, n, outcome: finished.append([k, n]))
+print(json.dumps({"outcomes": outcomes, "finished": finished}))
+"""
+
+
+def test_an_actor_that_dies_fails_its_item_and_is_replaced():
+    """The item whose actor died is reported failed with the reason, the actor is replaced,
+    and every other item is made. One worker: without a replacement nothing after the death
+    could be made."""
+    items = ["a", "b", "die", "c", "d"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.run([sys.executable, "-c", DYING_WORKER, *items], capture_output=True,
+                          text=True, env=env, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    outcomes = report["outcomes"]
+    assert [o[1] for o in outcomes] == items  # in the items' order
+    by_item = {o[1]: o for o in outcomes}
+    assert by_item["die"][0] == "failed" and "worker stopped" in by_item["die"][2]
+    pid = {item: o[2] for item, o in by_item.items() if o[0] == "made"}
+    assert set(pid) == {"a", "b", "c", "d"}
+    assert pid["a"] == pid["b"] != pid["c"] == pid["d"]  # a new process after the death
+    assert report["finished"] == [[k, len(items)] for k in range(1, len(items) + 1)]
