@@ -80,14 +80,31 @@ def test_every_module_the_stage_diagram_names_exists():
     assert missing == []
 
 
-def _imports(path: Path) -> list[str]:
+def _imports(path: Path, source: str | None = None) -> list[str]:
+    """Every module ``path`` (or ``source`` written there) imports, relative imports made
+    absolute."""
+    package = list(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    tree = ast.parse(path.read_text(encoding="utf-8") if source is None else source)
     out = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            out.append(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            if node.module:
+                out.append(".".join([*base, node.module]))
+            else:  # "from .. import x": each name may be a module
+                out += [".".join([*base, alias.name]) for alias in node.names]
     return out
+
+
+def test_relative_imports_are_made_absolute():
+    """So that ``from ...components import events`` under the pipeline cannot slip past the
+    layering check below."""
+    probe = ROOT / "webapp" / "pipeline" / "tts" / "base.py"
+    source = "from ...components import events\nfrom . import piper\nfrom ..audio import Audio\n"
+    assert _imports(probe, source) == [
+        "webapp.components", "webapp.pipeline.tts.piper", "webapp.pipeline.audio"]
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "webapp" / "pipeline").rglob("*.py")),

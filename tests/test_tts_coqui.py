@@ -426,3 +426,27 @@ def test_licence_accepted_by_the_operator_lets_the_download_start(tmp_path, monk
     with pytest.raises(ModelUnavailableError, match="Could not download .*no network"):
         eng.load(XTTS_V2)
     assert asked == [XTTS_V2]
+
+
+def test_the_page_offers_the_cloning_upload_only_where_the_service_uses_it(tmp_path, model_root):
+    """The Synthesize tab asks the engine, as the synthesis service does: the bundled Piper voice
+    and a VITS do not clone, a local XTTS does (labelled experimental), and so does an XTTS
+    speaker typed in before its model is loaded (it is not in the voice list yet)."""
+    from types import SimpleNamespace
+
+    from webapp.components import synthesize_handlers as handlers
+    from webapp.pipeline.tts.registry import TTSRegistry
+
+    folder = tmp_path / "models" / "myxtts"
+    folder.mkdir(parents=True)
+    (folder / "model.pth").write_bytes(b"")
+    (folder / "config.json").write_text('{"model": "xtts", "audio": {"output_sample_rate": 24000}}')
+    settings = Settings(coqui_model_dirs=(model_root, tmp_path / "models"), data_dir=tmp_path)
+    services = SimpleNamespace(tts=TTSRegistry(settings), settings=settings)  # what the handlers read
+    assert handlers.cloning(services, "piper", "joe") == (False, False)
+    assert handlers.cloning(services, "coqui", "local/tiny") == (False, False)
+    assert handlers.cloning(services, "coqui", "local/myxtts") == (True, True)
+    assert handlers.cloning(services, "coqui", f"{XTTS_V2}|Ana Florence") == (True, True)
+    assert handlers.cloning(services, "coqui", ["not", "a", "voice"]) == (False, False)
+    assert handlers.cloning_label(services, "coqui", "local/myxtts") == \
+        handlers.CLONING_EXPERIMENTAL_LABEL

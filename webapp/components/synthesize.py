@@ -79,8 +79,8 @@ def build_synthesize_tab(services: Services) -> None:
                            elem_id="tts-format")
             # Only for a voice that clones (Coqui XTTS): tests/test_tts_coqui.py runs the
             # adapter on a tiny model, not on the real XTTS weights.
-            with gr.Accordion("Voice cloning (experimental: not yet verified on real XTTS "
-                              "weights)", open=False, elem_id="tts-cloning",
+            with gr.Accordion(handlers.cloning_label(services, default_engine, default_voice),
+                              open=False, elem_id="tts-cloning",
                               visible=handlers.clones(services, default_engine,
                                                       default_voice)) as cloning:
                 reference = gr.Audio(sources=["upload", "microphone"], type="filepath",

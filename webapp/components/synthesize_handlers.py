@@ -17,8 +17,9 @@ from webapp.components.inputs import one_choice
 from webapp.components.lexicon_panel import Lexicons, safe_preview
 from webapp.components.voice_info import find_voice
 from webapp.pipeline.audio import load
-from webapp.pipeline.errors import InputError, PipelineError
+from webapp.pipeline.errors import PipelineError
 from webapp.pipeline.synthesis import SynthesisChunk, SynthesisRequest, SynthesisResult
+from webapp.pipeline.tts.base import CloningEngine
 from webapp.services import Services
 
 
@@ -58,13 +59,35 @@ def voice_choices(services: Services, engine: str) -> tuple[list[tuple[str, str]
     return choices, default
 
 
-def clones(services: Services, engine_name, voice_id) -> bool:
-    """Whether the voice imitates a reference clip (Coqui XTTS); unknown voices do not."""
+CLONING_LABEL = "Voice cloning"
+CLONING_EXPERIMENTAL_LABEL = "Voice cloning (experimental: not yet verified on real XTTS weights)"
+
+
+def cloning(services: Services, engine_name, voice_id) -> tuple[bool, bool]:
+    """Whether the voice imitates a reference clip, as the synthesis service decides it (the
+    engine's ``supports_cloning``: an XTTS speaker counts before its model is loaded), and
+    whether that is still experimental (``VoiceInfo.cloning_experimental``)."""
     try:
-        found = find_voice(services, one_choice(engine_name, "engine"), one_choice(voice_id, "voice"))
-    except InputError:
-        return False
-    return found is not None and found.supports_cloning
+        engine_name = one_choice(engine_name, "engine")
+        voice = one_choice(voice_id, "voice")
+        if not (engine_name and voice):
+            return False, False
+        engine = services.tts.get(engine_name)
+        if not (isinstance(engine, CloningEngine) and engine.supports_cloning(voice)):
+            return False, False
+        found = find_voice(services, engine_name, voice)
+    except PipelineError:
+        return False, False
+    return True, found is None or found.cloning_experimental
+
+
+def clones(services: Services, engine_name, voice_id) -> bool:
+    return cloning(services, engine_name, voice_id)[0]
+
+
+def cloning_label(services: Services, engine_name, voice_id) -> str:
+    experimental = cloning(services, engine_name, voice_id)[1]
+    return CLONING_EXPERIMENTAL_LABEL if experimental else CLONING_LABEL
 
 
 def on_engine(services: Services, engine_name: str):
@@ -78,8 +101,10 @@ def on_engine(services: Services, engine_name: str):
 def on_voice_cloning(services: Services, engine_name, voice_id):
     """The cloning upload only for a voice that uses it; another voice drops the clip, so it
     is never sent where it does nothing."""
-    if clones(services, engine_name, voice_id):
-        return gr.Accordion(visible=True), gr.skip()
+    does, experimental = cloning(services, engine_name, voice_id)
+    if does:
+        label = CLONING_EXPERIMENTAL_LABEL if experimental else CLONING_LABEL
+        return gr.Accordion(visible=True, label=label), gr.skip()
     return gr.Accordion(visible=False), None
 
 
@@ -123,8 +148,9 @@ def on_synthesize(services: Services, text_value, engine_name, voice_id, speed_v
     try:
         details = lesson_ui.lesson_settings(
             [title, teacher, course, loud, name0, name1, name2, voice0, voice1, voice2])
+        # The synthesis service decides which voices use the clip (and warns when none does).
         ref_audio = None
-        if reference_path and clones(services, engine_name, voice_id):
+        if reference_path:
             ref_audio = load(reference_path, max_seconds=settings.max_clone_clip_s)
         synth_request = SynthesisRequest(
             text=text_value if isinstance(text_value, str) else "",

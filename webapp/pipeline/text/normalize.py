@@ -4,7 +4,8 @@ Pure Python, deterministic and versioned: ``NORMALIZER_VERSION`` is part of the 
 key, so changing any rule must bump it (2: dates, times, ratios, equations, SI digit groups,
 shouted capitals, dashes, per-cubic units, linear-time regexes; 3: state symbols "(aq)",
 "f(x)", "3x", "dy/dx", "J/(mol·K)", limits, set and calculus symbols, grades "A*"; 4: formulas
-read two-letter element symbols by name and common compounds by name, issue 14). Rules run in a
+read two-letter element symbols by name and common compounds by name, issue 14; 5: dimensions
+"3x4 m", hyphenated words in a text with a reaction stay words, "HeLa" and "CoV"). Rules run in a
 fixed order, each a regular expression with a replacement function and a cheap trigger, so plain
 prose skips most of them; number words come from num2words (cached).
 
@@ -51,7 +52,7 @@ from num2words import num2words
 
 logger = logging.getLogger(__name__)
 
-NORMALIZER_VERSION = "4"
+NORMALIZER_VERSION = "5"
 
 # --------------------------------------------------------------------------------------------
 # Tables
@@ -265,9 +266,16 @@ def _symbol_words(symbol: str) -> str:
     return symbol if len(symbol) == 1 else ELEMENT_NAMES[symbol]
 
 
+# Words of other subjects that parse as element symbols ("HeLa cells", "SARS-CoV-2", "NaN",
+# "LiPo battery"): left as written. A teacher adds any other to the lexicon.
+NOT_FORMULAS = frozenset({"HeLa", "CoV", "NaN", "LiPo"})
+
+
 def _spell_formula(token: str) -> str | None:
     """'H2SO4' -> 'H two S O four', 'MgSO4' -> 'magnesium S O four'; None when the token is not
     a formula (it must parse fully into real element symbols)."""
+    if token in NOT_FORMULAS:
+        return None
     body = token
     charge = ""
     m = re.fullmatch(r"(.+?)(?:\^?(\d*)([+-]))", body)
@@ -324,7 +332,7 @@ def _formulas(text: str) -> str:
         token = m.group(0)
         if reaction and token in ELEMENTS and len(token) == 2:
             before, after = _beside(m, " ")
-            operand = before[-1:] in _REACTION_OPERATORS or after[:1] in _REACTION_OPERATORS
+            operand = before.endswith(_REACTION_OPERATORS) or after.startswith(_REACTION_OPERATORS)
             return ELEMENT_NAMES[token] if operand else token
         state = _STATE.search(token)  # "NaCl(aq)"
         body = token[:state.start()] if state else token
@@ -348,7 +356,7 @@ def _formulas(text: str) -> str:
 STATES = {"aq": "aqueous", "s": "solid", "l": "liquid", "g": "gas"}
 _STATE = re.compile(r"\((aq|s|l|g)\)$")
 _REACTION = re.compile(r"→|⟶|⇌|\s->\s")
-_REACTION_OPERATORS = frozenset("+→⟶⇌->")
+_REACTION_OPERATORS = ("+", "→", "⟶", "⇌", "->")  # whole: "In-class" and "He - the" are prose
 # A formula-like token: letters, digits, brackets, optional trailing charge; _spell_formula
 # decides. (The token is matched possessively: nested quantifiers over digits, as in
 # "(?:[A-Z]|\d+)*", backtrack exponentially on a long number.)
@@ -392,8 +400,19 @@ def _units(text: str) -> str:
             return m.group(0)
         return f"{article}{cardinal(number)} {spoken}"
 
-    # Not a count inside a formula: "Li3N" is lithium nitride, not "Li" and three newtons.
-    text = re.sub(rf"(\b[Aa]n? )?(?<![A-Za-z])(-?{_NUM})\s?({_UNIT_EXPR})(?![\w°])", repl, text)
+    def dimensions(m: re.Match) -> str:  # "a 3x4 m room" -> "a three by four metre room"
+        article, first, second, unit = m.group(1) or "", m.group(2), m.group(3), m.group(4)
+        spoken = _unit_words(unit, plural=not (_is_one(second) or article))
+        if not spoken:
+            return m.group(0)
+        return f"{article}{cardinal(first)} by {cardinal(second)} {spoken}"
+
+    text = re.sub(rf"(\b[Aa]n? )?(?<![\w.])({_NUM})\s?[x×]\s?({_NUM})\s?({_UNIT_EXPR})(?![\w°])",
+                  dimensions, text)
+    # Not a count inside a formula: "Li3N" is lithium nitride, not "Li" and three newtons (an
+    # element symbol before the number: one capital, or a capital and a small letter).
+    text = re.sub(rf"(\b[Aa]n? )?(?<![A-Z])(?<![A-Z][a-z])(-?{_NUM})\s?({_UNIT_EXPR})(?![\w°])",
+                  repl, text)
 
     def bare(m: re.Match) -> str:
         if m.group(1).split("^")[0] not in _BARE_UNIT_NUMERATORS:

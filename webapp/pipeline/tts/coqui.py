@@ -8,14 +8,20 @@ multi-speaker model speaks with its first speaker. Speakers are listed once the 
 (listing them needs the weights).
 
 Models are loaded and run through coqui-tts's public API (``TTS.api.TTS``: ``tts()``,
-``speakers``, ``is_multi_lingual``). Two things it has no API for are done here, kept small,
-and tested on the installed version (pyproject.toml pins coqui-tts to the tested range):
+``speakers``, ``is_multi_lingual``). What it has no API for is done here, kept small, and
+tested on the installed version (pyproject.toml pins coqui-tts to the tested range). Mainly:
 
 - speed for VITS-family models: ``Vits.inference`` reads the model attribute ``length_scale``,
   so it is set for one call under the model's lock (XTTS takes ``speed`` per call; other models,
   Tacotron 2 + vocoder..., are time-stretched afterwards with librosa);
 - XTTS conditioning from audio in memory: ``Xtts.get_conditioning_latents`` only reads files,
-  and a visitor's voice should not be written to disk, so its steps are repeated on the samples.
+  and a visitor's voice should not be written to disk, so its steps are repeated on the samples
+  and ``Xtts.inference`` is called with the settings ``Xtts.synthesize`` uses.
+
+Smaller reads of the library's internals: the model's tokenizer characters (to refuse text it
+cannot speak, ``_check_speakable``), ``TTS.utils.synthesizer.PAD_SILENCE_SAMPLES`` (the pause
+it adds after each sentence, trimmed), and the synthesizer's ``tts_config`` and
+``output_sample_rate``.
 
 Cloning: ``SynthesisOptions.reference`` conditions XTTS directly in memory (no temporary files,
 no voice cache on disk). It is experimental (``VoiceInfo.cloning_experimental``) until it has
