@@ -79,10 +79,9 @@ def build_synthesize_tab(services: Services) -> None:
                            elem_id="tts-format")
             # Only for a voice that clones (Coqui XTTS): tests/test_tts_coqui.py runs the
             # adapter on a tiny model, not on the real XTTS weights.
-            with gr.Accordion(handlers.cloning_label(services, default_engine, default_voice),
-                              open=False, elem_id="tts-cloning",
-                              visible=handlers.clones(services, default_engine,
-                                                      default_voice)) as cloning:
+            clones, experimental = handlers.cloning(services, default_engine, default_voice)
+            with gr.Accordion(handlers.cloning_label(experimental), open=False,
+                              elem_id="tts-cloning", visible=clones) as cloning:
                 reference = gr.Audio(sources=["upload", "microphone"], type="filepath",
                                      label="A clean 6–30 s clip of the voice to imitate",
                                      elem_id="tts-reference")

@@ -15,7 +15,7 @@ from webapp.components.cache_panel import cache_markdown, count_request, session
 from webapp.components.events import client_of
 from webapp.components.inputs import one_choice
 from webapp.components.lexicon_panel import Lexicons, safe_preview
-from webapp.components.voice_info import find_voice
+from webapp.components.voice_info import find_voice, voice_options
 from webapp.pipeline.audio import load
 from webapp.pipeline.errors import PipelineError
 from webapp.pipeline.synthesis import SynthesisChunk, SynthesisRequest, SynthesisResult
@@ -48,8 +48,7 @@ def metrics_markdown(result: SynthesisResult, own_repeat: bool | None = None) ->
 
 
 def voice_choices(services: Services, engine: str) -> tuple[list[tuple[str, str]], str | None]:
-    voices = services.tts.voices(engine)
-    choices = [(v.description or v.id, v.id) for v in voices]
+    choices = voice_options(services, engine)
     try:
         default = services.tts.default_voice(engine)
     except PipelineError:
@@ -81,12 +80,7 @@ def cloning(services: Services, engine_name, voice_id) -> tuple[bool, bool]:
     return True, found is None or found.cloning_experimental
 
 
-def clones(services: Services, engine_name, voice_id) -> bool:
-    return cloning(services, engine_name, voice_id)[0]
-
-
-def cloning_label(services: Services, engine_name, voice_id) -> str:
-    experimental = cloning(services, engine_name, voice_id)[1]
+def cloning_label(experimental: bool) -> str:
     return CLONING_EXPERIMENTAL_LABEL if experimental else CLONING_LABEL
 
 
@@ -103,8 +97,7 @@ def on_voice_cloning(services: Services, engine_name, voice_id):
     is never sent where it does nothing."""
     does, experimental = cloning(services, engine_name, voice_id)
     if does:
-        label = CLONING_EXPERIMENTAL_LABEL if experimental else CLONING_LABEL
-        return gr.Accordion(visible=True, label=label), gr.skip()
+        return gr.Accordion(visible=True, label=cloning_label(experimental)), gr.skip()
     return gr.Accordion(visible=False), None
 
 

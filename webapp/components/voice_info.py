@@ -57,6 +57,11 @@ def voice_line(voice: VoiceInfo | None) -> str:
     return " · ".join(first) + f"  \nLicence and credit: {licence}"
 
 
+def voice_options(services: Services, engine: str) -> list[tuple[str, str]]:
+    """The voice dropdown's (label, id) choices for the voices of ``engine`` installed now."""
+    return [(v.description or v.id, v.id) for v in services.tts.voices(engine)]
+
+
 def find_voice(services: Services, engine: str | None, voice_id: str | None) -> VoiceInfo | None:
     """The installed voice ``voice_id`` of ``engine`` (None when there is none)."""
     if not engine or not voice_id:

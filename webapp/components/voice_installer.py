@@ -15,17 +15,13 @@ import gradio as gr
 from webapp.api import operator_allowed
 from webapp.components.events import PAGE_ONLY, bind
 from webapp.components.inputs import one_choice
-from webapp.components.voice_info import credit_markdown, escape_markdown, find_voice
+from webapp.components.voice_info import credit_markdown, escape_markdown, find_voice, voice_options
 from webapp.messages import user_message
 from webapp.pipeline.errors import InputError, PipelineError
 from webapp.pipeline.tts.catalogue import credit_from_card
 from webapp.services import Services
 
 _QUALITY_ORDER = {"x_low": 0, "low": 1, "medium": 2, "high": 3}
-
-
-def _piper_choices(services: Services) -> list[tuple[str, str]]:
-    return [(v.description or v.id, v.id) for v in services.tts.voices("piper")]
 
 
 def _catalogue_choices(services: Services) -> list[tuple[str, str]]:
@@ -88,7 +84,7 @@ def on_install(services: Services, key, engine_name, *token_value,
     found = find_voice(services, "piper", key)
     name = found.description if found else key
     if engine_name == "piper":
-        voice_update = gr.Dropdown(choices=_piper_choices(services), value=key)
+        voice_update = gr.Dropdown(choices=voice_options(services, "piper"), value=key)
         note = "It is now selected above: press **Preview this voice** to hear it."
     else:
         voice_update = gr.skip()

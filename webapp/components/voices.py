@@ -16,7 +16,7 @@ from gradio.context import Context
 from webapp.components.downloads import write_downloads
 from webapp.components.events import PAGE_ONLY, bind, client_of
 from webapp.components.inputs import one_choice
-from webapp.components.voice_info import find_voice, sample_text, voice_line
+from webapp.components.voice_info import find_voice, sample_text, voice_line, voice_options
 from webapp.components.voice_installer import build_installer
 from webapp.pipeline.errors import InputError, PipelineError
 from webapp.pipeline.synthesis import SynthesisRequest
@@ -58,7 +58,7 @@ def on_load(services: Services, engine_name, voice_id):
     voices installed now."""
     try:
         engine_name = one_choice(engine_name, "engine")
-        choices = [(v.description or v.id, v.id) for v in services.tts.voices(engine_name)]
+        choices = voice_options(services, engine_name)
     except PipelineError:
         return gr.skip()
     return gr.Dropdown(choices=choices, value=voice_id)

@@ -392,20 +392,21 @@ _UNIT_EXPR = rf"(?:{_UNIT_ALT})(?:\^-?\d+)?(?:/(?:{_UNIT_ALT})(?:\^-?\d+)?)*"
 
 def _units(text: str) -> str:
     text = re.sub(rf"/\(\s*({_UNIT_ALT})\s*[·*⋅ ]\s*({_UNIT_ALT})\s*\)", r"/\1/\2", text)
-    def repl(m: re.Match) -> str:
-        article, number, unit = m.group(1) or "", m.group(2), m.group(3)
-        # "a 9 V battery": after an article the quantity is an adjective ("a nine volt battery")
-        spoken = _unit_words(unit, plural=not (_is_one(number) or article))
+    def quantity(m: re.Match, *numbers: str) -> str:
+        """``numbers`` and the match's unit, read after its article: "a 9 V battery" -> "a nine
+        volt battery" (after an article the quantity is an adjective), "3x4 m" -> "three by
+        four metres"."""
+        article, unit = m.group(1) or "", m.group(m.lastindex)
+        spoken = _unit_words(unit, plural=not (_is_one(numbers[-1]) or article))
         if not spoken:
             return m.group(0)
-        return f"{article}{cardinal(number)} {spoken}"
+        return f"{article}{' by '.join(cardinal(n) for n in numbers)} {spoken}"
 
-    def dimensions(m: re.Match) -> str:  # "a 3x4 m room" -> "a three by four metre room"
-        article, first, second, unit = m.group(1) or "", m.group(2), m.group(3), m.group(4)
-        spoken = _unit_words(unit, plural=not (_is_one(second) or article))
-        if not spoken:
-            return m.group(0)
-        return f"{article}{cardinal(first)} by {cardinal(second)} {spoken}"
+    def repl(m: re.Match) -> str:
+        return quantity(m, m.group(2))
+
+    def dimensions(m: re.Match) -> str:
+        return quantity(m, m.group(2), m.group(3))
 
     text = re.sub(rf"(\b[Aa]n? )?(?<![\w.])({_NUM})\s?[x×]\s?({_NUM})\s?({_UNIT_EXPR})(?![\w°])",
                   dimensions, text)
